@@ -1,0 +1,3 @@
+from tasktrail.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The HTTP surface: app factory, routes, auth, problem details."""

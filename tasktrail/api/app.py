@@ -1,0 +1,84 @@
+"""The app factory: one engine, one token verifier, the routers and the error handlers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy import Engine
+
+from tasktrail import __version__
+from tasktrail.api.auth import SharedSecret, TokenVerifier
+from tasktrail.api.openapi import add_problem_schema
+from tasktrail.api.problems import install_problem_handlers
+from tasktrail.api.request_context import RequestContextMiddleware
+from tasktrail.api.routes import events, health, tasks
+from tasktrail.database import create_database_engine
+from tasktrail.logs import configure_logging
+from tasktrail.settings import Settings, load_settings, with_development_secret
+
+DESCRIPTION = """\
+Tasks whose every change is an event in an append-only, per-user hash-chained log.
+
+Every `/api/...` route needs `Authorization: Bearer <JWT>` (HS256 with the shared secret by
+default). Errors are RFC 9457 problem details (`application/problem+json`); there is no 400.
+Single-task responses carry `ETag: "<version>"`; writes take `If-Match`.
+"""
+
+
+def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
+    """Build the service. Refuses to start (ConfigurationError) without a usable secret."""
+    verifier = TokenVerifier(
+        [SharedSecret(settings.secret_bytes(), settings.jwt_algorithm)],
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        leeway=settings.jwt_leeway,
+    )
+    own_engine = engine is None
+    database = create_database_engine(settings) if engine is None else engine
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if own_engine:
+            database.dispose()
+
+    app = FastAPI(
+        title="tasktrail",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = database
+    app.state.verifier = verifier
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    app.include_router(tasks.router)
+    app.include_router(events.router)
+    app.add_middleware(RequestContextMiddleware)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            add_problem_schema(document)
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """uvicorn's factory: settings from the environment, each worker with its own engine."""
+    settings, _ = with_development_secret(load_settings())
+    configure_logging(settings.effective_log_format)
+    return create_app(settings)

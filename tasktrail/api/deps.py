@@ -1,0 +1,210 @@
+"""Typed dependencies of the routes: engine, current user, task id, preconditions, bodies.
+
+Everything here that runs on the event loop (`async def`) does only CPU work or reads the request
+body; the routes themselves are plain `def` and run in the threadpool with the blocking driver.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, ValidationError
+from sqlalchemy import Engine
+
+from tasktrail.api.auth import AuthenticationError, Principal, TokenVerifier
+from tasktrail.api.problems import Problem, task_not_found
+from tasktrail.commands.types import CommandContext, ExpectedVersions
+
+M = TypeVar("M", bound=BaseModel)
+
+MAX_BODY_BYTES = 64 * 1024
+_WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+_ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*')
+
+# Declares the bearer scheme in the OpenAPI document; the header itself is parsed below so that
+# each failure gets its own precise detail.
+bearer_scheme = HTTPBearer(auto_error=False, bearerFormat="JWT", scheme_name="bearer")
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+def unauthorized(detail: str) -> Problem:
+    return Problem(401, detail, headers=_WWW_AUTHENTICATE)
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization")
+    if header is None:
+        raise unauthorized(
+            "Send an Authorization: Bearer <token> header; this route needs a token."
+        )
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip() or " " in token.strip():
+        raise unauthorized(
+            "The Authorization header is malformed: it must be 'Bearer ' followed by one token."
+        )
+    return token.strip()
+
+
+async def authenticated(
+    request: Request, _: Annotated[object, Depends(bearer_scheme)]
+) -> Principal:
+    verifier: TokenVerifier = request.app.state.verifier
+    try:
+        return verifier.verify(bearer_token(request))
+    except AuthenticationError as error:
+        raise unauthorized(f"The token was refused: {error}.") from None
+
+
+Authenticated = Annotated[Principal, Depends(authenticated)]
+
+
+async def current_user(user_id: str, principal: Authenticated) -> Principal:
+    """The token's user, who must be the user named in the path."""
+    if principal.user_id != user_id:
+        raise Problem(
+            403, "This token belongs to another user: you may only use your own /api/{user_id}/."
+        )
+    return principal
+
+
+CurrentUser = Annotated[Principal, Depends(current_user)]
+
+
+async def task_id_of(task_id: str, _: CurrentUser) -> str:
+    """A task id is a UUID; anything else names no task, so it is 404 (after the auth checks)."""
+    try:
+        return str(uuid.UUID(task_id))
+    except ValueError:
+        raise task_not_found(task_id) from None
+
+
+TaskId = Annotated[str, Depends(task_id_of)]
+
+
+def command_context(request: Request, principal: CurrentUser) -> CommandContext:
+    return CommandContext(
+        user_id=principal.user_id,
+        actor=principal.user_id,
+        request_id=request.scope["state"]["request_id"],
+    )
+
+
+ContextDep = Annotated[CommandContext, Depends(command_context)]
+
+
+def parse_entity_tags(header: str) -> list[tuple[bool, str]] | None:
+    """`(weak, value)` for each tag of an If-Match/If-None-Match list; None for `*`."""
+    if header.strip() == "*":
+        return None
+    tags = []
+    for part in header.split(","):
+        match = _ENTITY_TAG.fullmatch(part)
+        if match is not None:
+            tags.append((match.group(1) is not None, match.group(2)))
+    return tags
+
+
+async def expected_versions(request: Request) -> ExpectedVersions:
+    """The versions `If-Match` accepts; strong comparison, so a weak tag matches nothing."""
+    header = request.headers.get("if-match")
+    if header is None:
+        return None
+    tags = parse_entity_tags(header)
+    if tags is None:
+        return None  # `*`: any current version of an existing task
+    return frozenset(int(value) for weak, value in tags if not weak and value.isdigit())
+
+
+IfMatch = Annotated[ExpectedVersions, Depends(expected_versions)]
+
+
+def _is_json(content_type: str | None) -> bool:
+    if content_type is None:
+        return False
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+async def read_body(request: Request) -> bytes:
+    """The body, cut off past 64 KiB while it is read: a huge upload is never held whole."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise Problem(413, f"The body is over {MAX_BODY_BYTES // 1024} KiB; send a smaller one.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise Problem(
+                413, f"The body is over {MAX_BODY_BYTES // 1024} KiB; send a smaller one."
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def require_json_content_type(request: Request) -> None:
+    content_type = request.headers.get("content-type")
+    if not _is_json(content_type):
+        raise Problem(
+            415,
+            "Send the body as JSON with Content-Type: application/json"
+            + (f" (got {content_type!r})." if content_type else "."),
+        )
+
+
+def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
+    """A dependency that reads and validates a JSON body of this model."""
+
+    async def dependency(request: Request) -> M:
+        require_json_content_type(request)
+        return validate_json(model, await read_body(request))
+
+    return dependency
+
+
+def validate_json(model: type[M], raw: bytes) -> M:
+    if not raw.strip():
+        raise Problem(
+            422,
+            "The request needs a JSON body.",
+            errors=[{"loc": ["body"], "msg": "a JSON body is required", "type": "missing"}],
+        )
+    try:
+        return model.model_validate_json(raw, strict=True)
+    except ValidationError as error:
+        raise body_problem(error) from None
+
+
+def body_problem(error: ValidationError) -> Problem:
+    errors: list[dict[str, Any]] = [
+        {
+            "loc": ["body", *item["loc"]],
+            "msg": _message(item["msg"]),
+            "type": item["type"],
+        }
+        for item in error.errors(include_url=False, include_context=False, include_input=False)
+    ]
+    detail = "; ".join(
+        f"{'.'.join(str(part) for part in item['loc'][1:]) or 'body'}: {item['msg']}"
+        for item in errors
+    )
+    return Problem(422, f"Fix the body: {detail}.", errors=errors)
+
+
+def _message(msg: str) -> str:
+    # pydantic prefixes the messages of our own validators with "Value error, ".
+    return msg.removeprefix("Value error, ")

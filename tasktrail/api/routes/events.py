@@ -1,0 +1,60 @@
+"""The event routes: a task's history and the user's change feed."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
+
+from tasktrail.api.deps import CurrentUser, EngineDep, TaskId
+from tasktrail.api.openapi import problems
+from tasktrail.api.problems import task_not_found
+from tasktrail.api.representation import event_body, json_response
+from tasktrail.api.routes.query import only_parameters
+from tasktrail.api.schemas import EventOut
+from tasktrail.database import read_connection
+from tasktrail.queries.feed import user_feed
+from tasktrail.queries.history import task_history
+
+router = APIRouter(tags=["events"])
+
+
+@router.get(
+    "/api/{user_id}/tasks/{task_id}/events",
+    response_model=list[EventOut],
+    summary="A task's whole history, oldest first, also after deletion",
+    responses=problems(401, 403, 404, 422, 503),
+    dependencies=[Depends(only_parameters())],
+)
+def read_task_history(engine: EngineDep, user: CurrentUser, task_id: TaskId) -> Response:
+    with read_connection(engine) as conn:
+        history = task_history(conn, user.user_id, task_id)
+    if not history:
+        raise task_not_found(task_id)
+    return json_response([event_body(event) for event in history])
+
+
+@router.get(
+    "/api/{user_id}/events",
+    response_model=list[EventOut],
+    summary="The user's change feed, oldest first",
+    description="Every event of the user in `seq` order (1, 2, 3... without gaps). Page with "
+    '`after` (the last `seq` seen) or follow the `Link: rel="next"` header.',
+    responses=problems(401, 403, 422, 503),
+)
+def read_user_feed(
+    request: Request,
+    engine: EngineDep,
+    user: CurrentUser,
+    _: Annotated[None, Depends(only_parameters("after", "limit"))],
+    after: Annotated[int, Query(ge=0, description="a seq; events after it are returned")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
+) -> Response:
+    with read_connection(engine) as conn:
+        page = user_feed(conn, user.user_id, after=after, limit=limit)
+    headers = {}
+    if page.has_more:
+        next_url = request.url.include_query_params(after=page.events[-1].seq, limit=limit)
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    return json_response([event_body(event) for event in page.events], 200, headers)

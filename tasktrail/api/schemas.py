@@ -1,0 +1,186 @@
+"""Request and response bodies, as the contract fixes them.
+
+Bodies are validated from the raw JSON text in pydantic's strict JSON mode: `"yes"` or `1` is not
+a boolean, `1.5` or `"2"` not an integer, a number not a string, while a timestamp arrives as the
+RFC 3339 text it must be.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+
+from tasktrail.events.encoding import parse_timestamp
+
+TITLE_MAX = 200
+DESCRIPTION_MAX = 1000
+TAG_MAX = 50
+TAGS_MAX = 20
+
+
+def _storable(text: str) -> str:
+    """PostgreSQL cannot store U+0000 or a lone surrogate; refuse them on both engines."""
+    if "\x00" in text:
+        raise ValueError("text must not contain U+0000 (NUL)")
+    if any("\ud800" <= char <= "\udfff" for char in text):
+        raise ValueError("text must not contain an unpaired UTF-16 surrogate")
+    return text
+
+
+def _title(text: str) -> str:
+    text = _storable(text).strip()
+    if not text:
+        raise ValueError("title must not be blank")
+    if len(text) > TITLE_MAX:
+        raise ValueError(f"title must be at most {TITLE_MAX} characters (it has {len(text)})")
+    return text
+
+
+def _description(text: str) -> str:
+    text = _storable(text).strip()
+    if len(text) > DESCRIPTION_MAX:
+        raise ValueError(
+            f"description must be at most {DESCRIPTION_MAX} characters (it has {len(text)})"
+        )
+    return text
+
+
+def _tags(tags: list[str]) -> list[str]:
+    """Trimmed, case-insensitive duplicates dropped (the first spelling wins), order kept."""
+    kept: list[str] = []
+    seen: set[str] = set()
+    for raw in tags:
+        tag = _storable(raw).strip()
+        if not 1 <= len(tag) <= TAG_MAX:
+            raise ValueError(f"each tag must be 1 to {TAG_MAX} characters after trimming")
+        if tag.casefold() not in seen:
+            seen.add(tag.casefold())
+            kept.append(tag)
+    if len(kept) > TAGS_MAX:
+        raise ValueError(f"a task has at most {TAGS_MAX} tags")
+    return kept
+
+
+def _timestamp(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("expected an RFC 3339 timestamp string with a time zone")
+    return parse_timestamp(value)
+
+
+Title = Annotated[str, AfterValidator(_title)]
+Description = Annotated[str, AfterValidator(_description)]
+Tags = Annotated[list[str], AfterValidator(_tags)]
+Timestamp = Annotated[
+    datetime,
+    BeforeValidator(_timestamp),
+    Field(json_schema_extra={"type": "string", "format": "date-time"}),
+]
+Priority = Annotated[int, Field(ge=0, le=3)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    # Read-only fields of a task: accepted and ignored, so a client may send back what it got.
+    id: Any = Field(None, exclude=True, description="read-only, ignored")
+    user_id: Any = Field(None, exclude=True, description="read-only, ignored")
+    status: Any = Field(None, exclude=True, description="read-only, ignored")
+    created_at: Any = Field(None, exclude=True, description="read-only, ignored")
+    updated_at: Any = Field(None, exclude=True, description="read-only, ignored")
+    completed_at: Any = Field(None, exclude=True, description="read-only, ignored")
+    version: Any = Field(None, exclude=True, description="read-only, ignored")
+
+
+class TaskCreate(_Body):
+    """A new task. `title` is required; the other fields take their defaults."""
+
+    title: Title
+    description: Description | None = None
+    due_at: Timestamp | None = None
+    priority: Priority = 0
+    tags: Tags = Field(default_factory=list)
+    completed: bool = False
+
+
+class TaskReplace(_Body):
+    """PUT: every editable field; an absent optional field goes back to its default.
+
+    `completed`, when absent, leaves completion as it is.
+    """
+
+    title: Title
+    description: Description | None = None
+    due_at: Timestamp | None = None
+    priority: Priority = 0
+    tags: Tags = Field(default_factory=list)
+    completed: bool | None = None
+
+
+class TaskPatch(_Body):
+    """JSON merge patch (RFC 7396): absent leaves a field alone, null clears it.
+
+    null clears `description` and `due_at`, resets `tags` to [] and `priority` to 0; a null
+    `title` is refused.
+    """
+
+    title: Title | None = None
+    description: Description | None = None
+    due_at: Timestamp | None = None
+    priority: Priority | None = None
+    tags: Tags | None = None
+    completed: bool | None = None
+
+
+class CompletionSet(BaseModel):
+    """Sets completion; a retry is harmless. Send no body at all to toggle instead."""
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+
+    completed: bool
+
+
+class TaskOut(BaseModel):
+    id: str
+    user_id: str
+    title: str
+    description: str | None
+    completed: bool
+    status: str = Field(description="`completed` or `pending`, derived from `completed`")
+    due_at: str | None
+    priority: int
+    tags: list[str]
+    created_at: str
+    updated_at: str
+    completed_at: str | None
+    version: int
+
+
+class EventOut(BaseModel):
+    position: int
+    user_id: str
+    seq: int
+    task_id: str
+    version: int
+    type: str
+    schema_version: int
+    data: dict[str, Any]
+    data_hash: str
+    occurred_at: str
+    actor: str
+    request_id: str | None
+    prev_hash: str
+    hash: str
+
+
+class ProblemOut(BaseModel):
+    """RFC 9457 problem details."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    request_id: str
+    errors: list[dict[str, Any]] | None = Field(None, description="on 422 only")

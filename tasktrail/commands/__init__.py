@@ -1,0 +1,1 @@
+"""One handler per intent: load the task's stream, fold it, decide, append, project."""

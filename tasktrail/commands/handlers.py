@@ -1,0 +1,95 @@
+"""The command handlers: one transaction's work, top to bottom, no HTTP in it.
+
+Each takes a connection inside a transaction that its caller opened (`write_transaction`) and
+never commits: take the user's stream, read the clock, fold the task's events, decide, append,
+project. The caller's block commits it all together or nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import reduce
+
+from sqlalchemy import Connection
+
+from tasktrail.commands.decide import decide
+from tasktrail.commands.types import (
+    Command,
+    CompleteTask,
+    CreateTask,
+    DeleteTask,
+    RestoreTask,
+    UpdateTask,
+)
+from tasktrail.events.store import append, lock_user_stream, read_task_stream
+from tasktrail.events.types import Event
+from tasktrail.projections import inline
+from tasktrail.projections.evolve import evolve, fold
+from tasktrail.projections.state import TaskState
+
+Clock = Callable[[], datetime]
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The task after the command (None if it never existed) and the events it appended."""
+
+    state: TaskState | None
+    events: list[Event]
+
+
+def create_task(conn: Connection, command: CreateTask, clock: Clock = system_clock) -> Outcome:
+    return _handle(conn, command, clock)
+
+
+def update_task(conn: Connection, command: UpdateTask, clock: Clock = system_clock) -> Outcome:
+    return _handle(conn, command, clock)
+
+
+def complete_task(conn: Connection, command: CompleteTask, clock: Clock = system_clock) -> Outcome:
+    return _handle(conn, command, clock)
+
+
+def delete_task(conn: Connection, command: DeleteTask, clock: Clock = system_clock) -> Outcome:
+    return _handle(conn, command, clock)
+
+
+def restore_task(conn: Connection, command: RestoreTask, clock: Clock = system_clock) -> Outcome:
+    return _handle(conn, command, clock)
+
+
+def _handle(conn: Connection, command: Command, clock: Clock) -> Outcome:
+    context = command.context
+    head = lock_user_stream(conn, context.user_id)
+    now = clock()  # after the lock, so that occurred_at follows the order writes are applied in
+    # A new task's id was made by the server a moment ago: it has no stream to read.
+    stream = (
+        []
+        if isinstance(command, CreateTask)
+        else read_task_stream(conn, context.user_id, command.task_id)
+    )
+    state = fold(stream)
+    new_events = decide(state, command)
+    if not new_events:
+        return Outcome(state, [])
+    appended = append(
+        conn,
+        head,
+        task_id=command.task_id,
+        base_version=0 if state is None else state.version,
+        new_events=new_events,
+        now=now,
+        actor=context.actor,
+        request_id=context.request_id,
+    )
+    after = reduce(evolve, appended, state)
+    if after is None:
+        raise RuntimeError(f"events {appended} fold to no task")  # decide never asks for that
+    inline.apply(conn, after)
+    return Outcome(after, appended)

@@ -1,0 +1,85 @@
+"""The commands: what a user asks for, already validated, as frozen values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+# The versions an `If-Match` header accepts; None when the client sent none (or `*`).
+ExpectedVersions = frozenset[int] | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskFields:
+    """Every editable field, with its default; what a create or a PUT supplies."""
+
+    title: str
+    description: str | None = None
+    due_at: datetime | None = None
+    priority: int = 0
+    tags: tuple[str, ...] = ()
+
+    def as_changes(self) -> dict[str, Any]:
+        return {
+            "title": self.title,
+            "description": self.description,
+            "due_at": self.due_at,
+            "priority": self.priority,
+            "tags": self.tags,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandContext:
+    """Who asks and in which request: recorded on every event the command appends."""
+
+    user_id: str
+    actor: str
+    request_id: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateTask:
+    context: CommandContext
+    task_id: str
+    fields: TaskFields
+    completed: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpdateTask:
+    """PUT sends every editable field; a merge PATCH only those it changes."""
+
+    context: CommandContext
+    task_id: str
+    changes: Mapping[str, Any] = field(default_factory=dict)
+    completed: bool | None = None
+    expected_versions: ExpectedVersions = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CompleteTask:
+    """`completed=None` toggles; True or False sets (a retry is harmless)."""
+
+    context: CommandContext
+    task_id: str
+    completed: bool | None = None
+    expected_versions: ExpectedVersions = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeleteTask:
+    context: CommandContext
+    task_id: str
+    expected_versions: ExpectedVersions = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestoreTask:
+    context: CommandContext
+    task_id: str
+
+
+Command = CreateTask | UpdateTask | CompleteTask | DeleteTask | RestoreTask

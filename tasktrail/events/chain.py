@@ -1,0 +1,112 @@
+"""The per-user hash chain: `data_hash`, the event `hash`, and checking a chain from its rows.
+
+hash = sha256(canonical_json({every event field except position, hash and data})), where
+`data_hash` stands in for `data` so that personal data can one day be erased without breaking the
+chain, and `prev_hash` links each event to the one before it (64 zeros for a user's first event).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from tasktrail.events.encoding import canonical_json, format_timestamp
+from tasktrail.events.types import Event, JsonObject
+
+GENESIS_HASH = "0" * 64
+
+
+def data_hash(data: JsonObject) -> str:
+    return hashlib.sha256(canonical_json(data)).hexdigest()
+
+
+def hashed_fields(
+    *,
+    user_id: str,
+    seq: int,
+    task_id: str,
+    version: int,
+    type: str,
+    schema_version: int,
+    data_hash: str,
+    occurred_at: datetime,
+    actor: str,
+    request_id: str | None,
+    prev_hash: str,
+) -> dict[str, Any]:
+    """The object whose canonical encoding is hashed: the served event less position, hash, data."""
+    return {
+        "actor": actor,
+        "data_hash": data_hash,
+        "occurred_at": format_timestamp(occurred_at),
+        "prev_hash": prev_hash,
+        "request_id": request_id,
+        "schema_version": schema_version,
+        "seq": seq,
+        "task_id": task_id,
+        "type": type,
+        "user_id": user_id,
+        "version": version,
+    }
+
+
+def event_hash(fields: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical_json(fields)).hexdigest()
+
+
+def recompute_hash(event: Event) -> str:
+    return event_hash(
+        hashed_fields(
+            user_id=event.user_id,
+            seq=event.seq,
+            task_id=event.task_id,
+            version=event.version,
+            type=event.type,
+            schema_version=event.schema_version,
+            data_hash=event.data_hash,
+            occurred_at=event.occurred_at,
+            actor=event.actor,
+            request_id=event.request_id,
+            prev_hash=event.prev_hash,
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    events: int
+    ok: bool
+    head: str
+    first_bad_seq: int | None
+    reason: str | None
+
+
+def verify_chain(events: Iterable[Event]) -> ChainReport:
+    """Check one user's events, read in `seq` order, and name the first `seq` that breaks.
+
+    Each event must be the next `seq`, link to the hash before it, and recompute both its
+    `data_hash` and its `hash` from its stored fields.
+    """
+    expected_prev = GENESIS_HASH
+    count = 0
+    for count, event in enumerate(events, start=1):
+        problem = _first_problem(event, count, expected_prev)
+        if problem is not None:
+            return ChainReport(count - 1, False, expected_prev, count, problem)
+        expected_prev = event.hash
+    return ChainReport(count, True, expected_prev, None, None)
+
+
+def _first_problem(event: Event, expected_seq: int, expected_prev: str) -> str | None:
+    if event.seq != expected_seq:
+        return f"expected seq {expected_seq} here but found seq {event.seq}: an event is missing or out of order"
+    if event.prev_hash != expected_prev:
+        return "prev_hash does not match the hash of the event before it"
+    if data_hash(event.data) != event.data_hash:
+        return "data does not match its data_hash"
+    if recompute_hash(event) != event.hash:
+        return "hash does not recompute from the event's fields"
+    return None

@@ -1,0 +1,179 @@
+"""The event store: lock a user's stream, read a task's stream, append with the hash chain."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, RowMapping, select, update
+
+from tasktrail.database import dialect_insert
+from tasktrail.events.chain import GENESIS_HASH, data_hash, event_hash, hashed_fields
+from tasktrail.events.types import CURRENT_SCHEMA_VERSION, Event, NewEvent
+from tasktrail.schema import events, user_streams
+
+
+@dataclass(frozen=True, slots=True)
+class StreamHead:
+    """Where a user's log ends: the next event links to `hash` and takes `seq + 1`."""
+
+    user_id: str
+    seq: int
+    hash: str
+    occurred_at: datetime | None
+
+
+def lock_user_stream(conn: Connection, user_id: str) -> StreamHead:
+    """Take the user's stream row for the rest of the transaction and return the log's head.
+
+    An upsert, not SELECT ... FOR UPDATE: before a user's first write there is no row to lock, and
+    two first writes would both see "no events" and collide on seq 1. The ON CONFLICT DO UPDATE
+    locks the row whether it was just made or already there, so a user's writes queue here, one at
+    a time: seq stays gapless, the chain linear and occurred_at monotonic, while writes of other
+    users never wait. (On SQLite the transaction already holds the database's write lock.)
+    """
+    insert = dialect_insert(conn, user_streams).values(
+        user_id=user_id, last_seq=0, head_hash=GENESIS_HASH, last_occurred_at=None
+    )
+    statement = insert.on_conflict_do_update(
+        index_elements=[user_streams.c.user_id],
+        set_={"user_id": insert.excluded.user_id},
+    ).returning(user_streams.c.last_seq, user_streams.c.head_hash, user_streams.c.last_occurred_at)
+    row = conn.execute(statement).one()
+    return StreamHead(user_id, row.last_seq, row.head_hash, row.last_occurred_at)
+
+
+def read_task_stream(conn: Connection, user_id: str, task_id: str) -> list[Event]:
+    """A task's events in version order; empty for a task of another user (no oracle)."""
+    rows = conn.execute(
+        select(*event_columns())
+        .where(events.c.task_id == uuid.UUID(task_id), events.c.user_id == user_id)
+        .order_by(events.c.version)
+    )
+    return [event_from_row(row._mapping) for row in rows]
+
+
+def append(
+    conn: Connection,
+    head: StreamHead,
+    *,
+    task_id: str,
+    base_version: int,
+    new_events: Sequence[NewEvent],
+    now: datetime,
+    actor: str,
+    request_id: str | None,
+) -> list[Event]:
+    """Append events after `head` (held by `lock_user_stream`) and move the head past them.
+
+    `occurred_at` is the clock read after the lock, raised to the previous event's time if the
+    clock went back, so it never decreases along seq.
+    """
+    occurred_at = now if head.occurred_at is None else max(now, head.occurred_at)
+    appended: list[Event] = []
+    prev_hash, seq = head.hash, head.seq
+    for offset, new in enumerate(new_events, start=1):
+        seq += 1
+        fields = hashed_fields(
+            user_id=head.user_id,
+            seq=seq,
+            task_id=task_id,
+            version=base_version + offset,
+            type=new.type.value,
+            schema_version=CURRENT_SCHEMA_VERSION,
+            data_hash=data_hash(new.data),
+            occurred_at=occurred_at,
+            actor=actor,
+            request_id=request_id,
+            prev_hash=prev_hash,
+        )
+        prev_hash = event_hash(fields)
+        appended.append(
+            Event(
+                user_id=head.user_id,
+                seq=seq,
+                task_id=task_id,
+                version=base_version + offset,
+                type=new.type.value,
+                schema_version=CURRENT_SCHEMA_VERSION,
+                data=new.data,
+                data_hash=fields["data_hash"],
+                occurred_at=occurred_at,
+                actor=actor,
+                request_id=request_id,
+                prev_hash=fields["prev_hash"],
+                hash=prev_hash,
+            )
+        )
+    if not appended:
+        return appended
+    conn.execute(events.insert(), [_row_of(event) for event in appended])
+    conn.execute(
+        update(user_streams)
+        .where(user_streams.c.user_id == head.user_id)
+        .values(last_seq=seq, head_hash=prev_hash, last_occurred_at=occurred_at)
+    )
+    return appended
+
+
+_EVENT_COLUMNS: tuple[ColumnElement[Any], ...] = (
+    events.c.position,
+    events.c.user_id,
+    events.c.seq,
+    events.c.task_id,
+    events.c.version,
+    events.c.type,
+    events.c.schema_version,
+    events.c.data,
+    events.c.data_hash,
+    events.c.occurred_at,
+    events.c.actor,
+    events.c.request_id,
+    events.c.prev_hash,
+    events.c.hash,
+)
+
+
+def event_columns() -> tuple[ColumnElement[Any], ...]:
+    """The columns of an event as the contract serves it (not the PostgreSQL xact_id)."""
+    return _EVENT_COLUMNS
+
+
+def event_from_row(mapping: RowMapping) -> Event:
+    return Event(
+        position=mapping["position"],
+        user_id=mapping["user_id"],
+        seq=mapping["seq"],
+        task_id=str(mapping["task_id"]),
+        version=mapping["version"],
+        type=mapping["type"],
+        schema_version=mapping["schema_version"],
+        data=mapping["data"],
+        data_hash=mapping["data_hash"],
+        occurred_at=mapping["occurred_at"],
+        actor=mapping["actor"],
+        request_id=mapping["request_id"],
+        prev_hash=mapping["prev_hash"],
+        hash=mapping["hash"],
+    )
+
+
+def _row_of(event: Event) -> dict[str, object]:
+    return {
+        "user_id": event.user_id,
+        "seq": event.seq,
+        "task_id": uuid.UUID(event.task_id),
+        "version": event.version,
+        "type": event.type,
+        "schema_version": event.schema_version,
+        "data": event.data,
+        "data_hash": event.data_hash,
+        "occurred_at": event.occurred_at,
+        "actor": event.actor,
+        "request_id": event.request_id,
+        "prev_hash": event.prev_hash,
+        "hash": event.hash,
+    }

@@ -1,0 +1,54 @@
+"""The events of a task's life, as the contract names them, and the shape of a stored event."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+# Bump when the shape of an event's `data` changes, and add an upcaster for the old one.
+CURRENT_SCHEMA_VERSION = 1
+
+JsonObject = Mapping[str, Any]
+
+
+class EventType(StrEnum):
+    TASK_CREATED = "TaskCreated"
+    TASK_UPDATED = "TaskUpdated"
+    TASK_COMPLETED = "TaskCompleted"
+    TASK_REOPENED = "TaskReopened"
+    TASK_DELETED = "TaskDeleted"
+    TASK_RESTORED = "TaskRestored"
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """What `decide` asks to append: the store gives it its place in the log."""
+
+    type: EventType
+    data: JsonObject
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event as stored: every field the contract serves, `position` included once known.
+
+    `position` is None only between building an event and reading it back from the log.
+    """
+
+    user_id: str
+    seq: int
+    task_id: str
+    version: int
+    type: str
+    schema_version: int
+    data: JsonObject
+    data_hash: str
+    occurred_at: datetime
+    actor: str
+    request_id: str | None
+    prev_hash: str
+    hash: str
+    position: int | None = None

@@ -1,0 +1,1 @@
+"""How events become tasks: `evolve`, the inline projector, rebuild and verify."""

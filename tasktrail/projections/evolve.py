@@ -1,0 +1,101 @@
+"""`evolve(state, event) -> state`: the one definition of how events become a task.
+
+It must replay any history ever written, so it validates nothing: `decide` made sure of the
+rules when the event was appended, and an event type it does not know leaves the task unchanged
+except for its version (a newer writer's event must not stop an older reader's replay).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any, Protocol
+
+from tasktrail.events.encoding import parse_timestamp
+from tasktrail.events.types import EventType, JsonObject
+from tasktrail.projections.state import TaskState
+
+
+class FoldableEvent(Protocol):
+    """What evolve reads of an event: a stored `Event` has all of it."""
+
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def task_id(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def data(self) -> JsonObject: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+
+
+def evolve(state: TaskState | None, event: FoldableEvent) -> TaskState | None:
+    at = event.occurred_at
+    if state is None:
+        if event.type != EventType.TASK_CREATED:
+            return None  # a stream that does not start with a creation describes no task
+        return _created(event)
+    touched = dataclasses.replace(state, updated_at=at, version=event.version)
+    match event.type:
+        case EventType.TASK_UPDATED:
+            return dataclasses.replace(touched, **_field_values(event.data.get("changes", {})))
+        case EventType.TASK_COMPLETED:
+            return dataclasses.replace(touched, completed=True, completed_at=at)
+        case EventType.TASK_REOPENED:
+            return dataclasses.replace(touched, completed=False, completed_at=None)
+        case EventType.TASK_DELETED:
+            return dataclasses.replace(touched, deleted_at=at)
+        case EventType.TASK_RESTORED:
+            return dataclasses.replace(touched, deleted_at=None)
+        case _:
+            return touched
+
+
+def fold(events: Iterable[FoldableEvent]) -> TaskState | None:
+    state: TaskState | None = None
+    for event in events:
+        state = evolve(state, event)
+    return state
+
+
+def _created(event: FoldableEvent) -> TaskState:
+    data = event.data
+    completed = bool(data.get("completed", False))
+    at = event.occurred_at
+    return TaskState(
+        id=event.task_id,
+        user_id=event.user_id,
+        title=data.get("title", ""),
+        description=data.get("description"),
+        completed=completed,
+        due_at=_timestamp_or_none(data.get("due_at")),
+        priority=data.get("priority", 0),
+        tags=tuple(data.get("tags", ())),
+        created_at=at,
+        updated_at=at,
+        completed_at=at if completed else None,
+        deleted_at=None,
+        version=event.version,
+    )
+
+
+def _field_values(changes: JsonObject) -> dict[str, Any]:
+    """The state's values for the fields an event changed, in the state's own types."""
+    values: dict[str, Any] = {}
+    for name, value in changes.items():
+        if name == "due_at":
+            values[name] = _timestamp_or_none(value)
+        elif name == "tags":
+            values[name] = tuple(value)
+        elif name in ("title", "description", "priority"):
+            values[name] = value
+    return values
+
+
+def _timestamp_or_none(text: str | None) -> datetime | None:
+    return None if text is None else parse_timestamp(text)

@@ -1,0 +1,34 @@
+"""A task as the log says it is: the state that `evolve` builds and `decide` reasons about."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+# The fields a client edits; every other field of a task is the log's to decide.
+EDITABLE_FIELDS = ("title", "description", "due_at", "priority", "tags")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    id: str
+    user_id: str
+    title: str
+    description: str | None
+    completed: bool
+    due_at: datetime | None
+    priority: int
+    tags: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    deleted_at: datetime | None
+    version: int
+
+    @property
+    def deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    @property
+    def status(self) -> str:
+        return "completed" if self.completed else "pending"

@@ -1,0 +1,1 @@
+"""Read-only functions over the read model and the log. Nothing here writes."""

@@ -1,0 +1,53 @@
+"""Opaque keyset cursors, bound to the query parameters they were made for.
+
+A cursor is base64url JSON of the last row's sort key and a fingerprint of the parameters (all
+but `limit`, which may change between pages). Given with other parameters, it is refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+
+class InvalidCursor(ValueError):
+    """The cursor is not one of ours, or belongs to other parameters."""
+
+
+def fingerprint(parameters: Mapping[str, Sequence[str]]) -> str:
+    canonical = orjson.dumps(
+        {
+            name: sorted(values)
+            for name, values in parameters.items()
+            if name not in ("limit", "cursor")
+        },
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(canonical).hexdigest()[:16]
+
+
+def encode_cursor(key: Sequence[Any], parameters_fingerprint: str) -> str:
+    payload = orjson.dumps({"k": list(key), "p": parameters_fingerprint})
+    return base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+
+
+def decode_cursor(cursor: str, parameters_fingerprint: str) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        payload = orjson.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeEncodeError, orjson.JSONDecodeError):
+        raise InvalidCursor(
+            "the cursor is not one this service made; take it from the Link header"
+        ) from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("k"), list):
+        raise InvalidCursor("the cursor is not one this service made; take it from the Link header")
+    if payload.get("p") != parameters_fingerprint:
+        raise InvalidCursor(
+            "the cursor was made for other query parameters; only limit may change between pages"
+        )
+    return list(payload["k"])

@@ -1,0 +1,131 @@
+"""The storage schema, in SQLAlchemy Core, shared by PostgreSQL and SQLite.
+
+The Alembic history in `tasktrail/migrations` creates these tables; this module is what the code
+queries with. A test compares the two so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.types import TypeDecorator, UserDefinedType
+
+metadata = MetaData()
+
+USER_ID_LENGTH = 128
+HASH_LENGTH = 64
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on both engines, to the microsecond.
+
+    PostgreSQL stores `timestamptz`. SQLite has no time zones: it keeps the UTC wall time as
+    fixed-width text (`YYYY-MM-DD HH:MM:SS.ffffff`), which sorts and compares in time order.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are refused: the log orders by absolute time")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Xid8(UserDefinedType[int]):
+    """PostgreSQL's 64-bit transaction id, which gives the feed its commit-safe order."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_: Any) -> str:
+        return "xid8"
+
+
+JsonDocument = JSON().with_variant(JSONB(), "postgresql")
+Position = BigInteger().with_variant(Integer(), "sqlite")  # SQLite's rowid is INTEGER
+
+events = Table(
+    "events",
+    metadata,
+    Column("position", Position, primary_key=True, autoincrement=True),
+    Column("user_id", String(USER_ID_LENGTH), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("task_id", Uuid(as_uuid=True), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("type", String(64), nullable=False),
+    Column("schema_version", SmallInteger, nullable=False),
+    Column("data", JsonDocument, nullable=False),
+    Column("data_hash", String(HASH_LENGTH), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("actor", String(USER_ID_LENGTH), nullable=False),
+    Column("request_id", String(128), nullable=True),
+    Column("prev_hash", String(HASH_LENGTH), nullable=False),
+    Column("hash", String(HASH_LENGTH), nullable=False),
+    # Filled by PostgreSQL itself (DEFAULT pg_current_xact_id()); NULL on SQLite, where
+    # writers are serialised and position order is already commit order.
+    Column("xact_id", Xid8().with_variant(BigInteger(), "sqlite"), nullable=True),
+    UniqueConstraint("user_id", "seq", name="uq_events_user_seq"),
+    UniqueConstraint("task_id", "version", name="uq_events_task_version"),
+    sqlite_autoincrement=True,
+)
+
+user_streams = Table(
+    "user_streams",
+    metadata,
+    Column("user_id", String(USER_ID_LENGTH), primary_key=True),
+    Column("last_seq", BigInteger, nullable=False),
+    Column("head_hash", String(HASH_LENGTH), nullable=False),
+    Column("last_occurred_at", UTCDateTime, nullable=True),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", Uuid(as_uuid=True), primary_key=True),
+    Column("user_id", String(USER_ID_LENGTH), nullable=False),
+    Column("title", String(200), nullable=False),
+    # Case-folded copies, computed by the service with str.casefold() so that both engines sort
+    # and search alike (neither engine's lower() folds like Python does).
+    Column("title_folded", String(800), nullable=False),
+    Column("description", String(1000), nullable=True),
+    Column("description_folded", String(4000), nullable=True),
+    Column("completed", Boolean, nullable=False),
+    Column("due_at", UTCDateTime, nullable=True),
+    Column("priority", SmallInteger, nullable=False),
+    Column("tags", JsonDocument, nullable=False),
+    Column("tags_folded", JsonDocument, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("completed_at", UTCDateTime, nullable=True),
+    Column("deleted_at", UTCDateTime, nullable=True),
+    Column("version", Integer, nullable=False),
+    CheckConstraint("priority BETWEEN 0 AND 3", name="ck_tasks_priority"),
+    Index("ix_tasks_user_created", "user_id", "created_at", "id"),
+)

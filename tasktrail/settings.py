@@ -1,0 +1,113 @@
+"""Configuration, read once at start from the environment (and a `.env` file)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "sqlite:///tasktrail.db"
+DEV_SECRET_FILE = Path(".tasktrail-secret")
+MIN_SECRET_BYTES = 32
+
+
+class ConfigurationError(Exception):
+    """The configuration cannot work; the message says what to set."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", extra="ignore", frozen=True, populate_by_name=True
+    )
+
+    database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias="TASKTRAIL_DATABASE_URL")
+    auth_secret: SecretStr | None = Field(None, validation_alias="BETTER_AUTH_SECRET")
+    jwt_algorithm: Literal["HS256", "HS384", "HS512"] = Field(
+        "HS256", validation_alias="TASKTRAIL_JWT_ALGORITHM"
+    )
+    jwt_issuer: str | None = Field(None, validation_alias="TASKTRAIL_JWT_ISSUER")
+    jwt_audience: str | None = Field(None, validation_alias="TASKTRAIL_JWT_AUDIENCE")
+    jwt_leeway: int = Field(30, ge=0, validation_alias="TASKTRAIL_JWT_LEEWAY")
+    jwks_url: str | None = Field(None, validation_alias="TASKTRAIL_JWKS_URL")
+    jwks_file: Path | None = Field(None, validation_alias="TASKTRAIL_JWKS_FILE")
+    cors_origins: str | None = Field(None, validation_alias="TASKTRAIL_CORS_ORIGINS")
+    pool_size: int = Field(10, ge=1, le=200, validation_alias="TASKTRAIL_POOL_SIZE")
+    log_format: Literal["text", "json"] | None = Field(
+        None, validation_alias="TASKTRAIL_LOG_FORMAT"
+    )
+    # Seconds; every wait on the database is bounded so that an outage is a 503, not a hang.
+    pool_timeout: float = Field(5.0, gt=0, validation_alias="TASKTRAIL_POOL_TIMEOUT")
+    connect_timeout: int = Field(5, ge=1, validation_alias="TASKTRAIL_CONNECT_TIMEOUT")
+    statement_timeout_ms: int = Field(
+        10_000, ge=100, validation_alias="TASKTRAIL_STATEMENT_TIMEOUT_MS"
+    )
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, url: str) -> str:
+        """Both `postgres://` and `postgresql://` mean psycopg 3 (SQLAlchemy may pick psycopg2)."""
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+    @property
+    def uses_embedded_default(self) -> bool:
+        return self.database_url == DEFAULT_DATABASE_URL
+
+    @property
+    def effective_log_format(self) -> Literal["text", "json"]:
+        if self.log_format is not None:
+            return self.log_format
+        return "text" if sys.stderr.isatty() else "json"
+
+    def secret_bytes(self) -> bytes:
+        """The shared secret, checked; `ConfigurationError` says what to do when it is unusable."""
+        if self.auth_secret is None:
+            raise ConfigurationError(
+                "BETTER_AUTH_SECRET is not set: set it to the secret your auth system signs "
+                f"tokens with ({MIN_SECRET_BYTES} bytes or more)."
+            )
+        secret = self.auth_secret.get_secret_value().encode()
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ConfigurationError(
+                f"BETTER_AUTH_SECRET is {len(secret)} bytes long; it must be at least "
+                f"{MIN_SECRET_BYTES} bytes (RFC 7518 §3.2). Generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
+            )
+        return secret
+
+
+def load_settings() -> Settings:
+    return Settings()
+
+
+def with_development_secret(settings: Settings) -> tuple[Settings, bool]:
+    """On the embedded default only, fill a missing secret from `.tasktrail-secret`.
+
+    Returns the settings and whether the secret file was created just now. A newcomer gets a
+    working service with one command; a real deployment (any other database) must say its secret.
+    """
+    if settings.auth_secret is not None or not settings.uses_embedded_default:
+        return settings, False
+    created = False
+    if not DEV_SECRET_FILE.exists():
+        try:
+            fd = os.open(DEV_SECRET_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process made it between our check and our open: use theirs
+        else:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+            created = True
+    secret = DEV_SECRET_FILE.read_text().strip()
+    return settings.model_copy(update={"auth_secret": SecretStr(secret)}), created

@@ -1,0 +1,232 @@
+"""Fixtures: every database test runs on SQLite and on PostgreSQL through one `database` param.
+
+PostgreSQL tests create their own database on TASKTRAIL_TEST_POSTGRES_URL and drop it afterwards.
+When no PostgreSQL answers they skip with a message, unless TASKTRAIL_REQUIRE_POSTGRES=1 (CI),
+which makes them fail instead.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import jwt
+import psycopg
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, make_url
+
+from tasktrail.api.app import create_app
+from tasktrail.database import create_database_engine
+from tasktrail.migrations.runner import upgrade
+from tasktrail.settings import Settings
+
+SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
+POSTGRES_ADMIN_URL = os.environ.get(
+    "TASKTRAIL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REQUIRE_POSTGRES = os.environ.get("TASKTRAIL_REQUIRE_POSTGRES") == "1"
+
+# Configuration of the developer's shell must not leak into the tests' own settings.
+_LEAKY = ("TASKTRAIL_", "BETTER_AUTH_SECRET")
+_KEPT = ("TASKTRAIL_TEST_", "TASKTRAIL_REQUIRE_POSTGRES")
+for _name in list(os.environ):
+    if _name.startswith(_LEAKY) and not _name.startswith(_KEPT):
+        del os.environ[_name]
+
+
+def make_settings(database_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {"database_url": database_url, "auth_secret": SECRET, "pool_size": 5}
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+def postgres_unreachable(reason: str) -> None:
+    message = (
+        f"PostgreSQL is not reachable at {POSTGRES_ADMIN_URL} ({reason}); set "
+        "TASKTRAIL_TEST_POSTGRES_URL to a server where the tests may create databases"
+    )
+    if REQUIRE_POSTGRES:
+        pytest.fail(message + " (TASKTRAIL_REQUIRE_POSTGRES=1 makes this a failure)")
+    pytest.skip(message)
+
+
+@contextmanager
+def scratch_postgres_database(prefix: str = "tasktrail_test") -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped afterwards; yields its SQLAlchemy URL."""
+    admin = make_url(POSTGRES_ADMIN_URL.replace("postgres://", "postgresql://", 1))
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
+    try:
+        admin_conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as error:
+        postgres_unreachable(str(error).strip().splitlines()[0])
+        raise  # unreachable: skip or fail raised
+    with admin_conn:
+        admin_conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield admin.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as admin_conn:
+            admin_conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def migrated(url: str) -> str:
+    engine = create_database_engine(make_settings(url))
+    try:
+        upgrade(engine)
+    finally:
+        engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path: Path = tmp_path_factory.mktemp("sqlite") / "tasktrail.db"
+    return migrated(f"sqlite:///{path}")
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with scratch_postgres_database() as url:
+        yield migrated(url)
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """The migrated database of one engine; every test that uses it runs once per engine."""
+    url: str = request.getfixturevalue(f"{request.param}_url")
+    return url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = create_database_engine(settings)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, engine: Engine) -> FastAPI:
+    return create_app(settings, engine=engine)
+
+
+@pytest.fixture(scope="session")
+def client(app: FastAPI) -> Iterator[TestClient]:
+    with TestClient(app) as client:
+        yield client
+
+
+def new_user_id() -> str:
+    return f"user-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def user_id() -> str:
+    """A user of this test alone: tests share a database, never a user."""
+    return new_user_id()
+
+
+def make_token(
+    sub: str | None, *, secret: str = SECRET, algorithm: str = "HS256", **claims: Any
+) -> str:
+    payload: dict[str, Any] = {"exp": int(time.time()) + 600}
+    if sub is not None:
+        payload["sub"] = sub
+    payload.update(claims)
+    payload = {name: value for name, value in payload.items() if value is not None}
+    return jwt.encode(payload, secret, algorithm=algorithm)
+
+
+def auth(user_id: str, **claims: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {make_token(user_id, **claims)}"}
+
+
+class Api:
+    """A user's view of the API through the test client: paths and the token filled in."""
+
+    def __init__(self, client: TestClient, user_id: str) -> None:
+        self.client = client
+        self.user_id = user_id
+        self.headers = auth(user_id)
+
+    def url(self, suffix: str = "") -> str:
+        return f"/api/{self.user_id}/tasks{suffix}"
+
+    def request(self, method: str, suffix: str = "", **kwargs: Any) -> Any:
+        headers = {**self.headers, **kwargs.pop("headers", {})}
+        return self.client.request(method, self.url(suffix), headers=headers, **kwargs)
+
+    def create(self, **fields: Any) -> dict[str, Any]:
+        fields.setdefault("title", "a task")
+        response = self.request("POST", json=fields)
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def get(self, task_id: str, **kwargs: Any) -> Any:
+        return self.request("GET", f"/{task_id}", **kwargs)
+
+    def history(self, task_id: str) -> list[dict[str, Any]]:
+        response = self.request("GET", f"/{task_id}/events")
+        assert response.status_code == 200, response.text
+        events: list[dict[str, Any]] = response.json()
+        return events
+
+
+@pytest.fixture
+def api(client: TestClient, user_id: str) -> Api:
+    return Api(client, user_id)
+
+
+@pytest.fixture
+def make_api(client: TestClient) -> Callable[[], Api]:
+    """Another user, for isolation tests."""
+    return lambda: Api(client, new_user_id())
+
+
+@contextmanager
+def live_server(app: FastAPI) -> Iterator[str]:
+    """A real uvicorn on a free loopback port, in a thread; yields its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start within 10 s")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+def free_tcp_port() -> int:
+    """A loopback port nothing listens on (bound and released at once)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

@@ -1,0 +1,76 @@
+"""tasktrail as a real process: the CLI and `serve`, for tests that need the whole program."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx2
+
+from tests.conftest import free_tcp_port
+
+
+def tasktrail_env(**extra: str) -> dict[str, str]:
+    """The environment of a fresh shell: no tasktrail settings but those given."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("TASKTRAIL_") and name != "BETTER_AUTH_SECRET"
+    }
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tasktrail", *args],
+        cwd=cwd,
+        env=tasktrail_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@contextmanager
+def served(cwd: Path, **env: str) -> Iterator[tuple[str, Path]]:
+    """`tasktrail serve` in a subprocess; yields its base URL and the file its stderr goes to."""
+    port = free_tcp_port()
+    log = cwd / "serve.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tasktrail", "serve", "--port", str(port)],
+            cwd=cwd,
+            env=tasktrail_env(TASKTRAIL_LOG_FORMAT="json", **env),
+            stdout=stderr,
+            stderr=stderr,
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 30
+            while True:
+                if process.poll() is not None:
+                    raise AssertionError(f"serve exited early:\n{log.read_text()}")
+                try:
+                    if httpx2.get(base_url + "/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx2.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"serve did not answer within 30 s:\n{log.read_text()}")
+                time.sleep(0.1)
+            yield base_url, log
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
