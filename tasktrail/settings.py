@@ -14,6 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_DATABASE_URL = "sqlite:///tasktrail.db"
 DEV_SECRET_FILE = Path(".tasktrail-secret")
 MIN_SECRET_BYTES = 32
+# RFC 7518 §3.2: an HMAC key MUST be at least as long as the hash output.
+SECRET_BYTES_FOR = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 
 class ConfigurationError(Exception):
@@ -78,11 +80,12 @@ class Settings(BaseSettings):
                 f"tokens with ({MIN_SECRET_BYTES} bytes or more)."
             )
         secret = self.auth_secret.get_secret_value().encode()
-        if len(secret) < MIN_SECRET_BYTES:
+        needed = SECRET_BYTES_FOR[self.jwt_algorithm]
+        if len(secret) < needed:
             raise ConfigurationError(
-                f"BETTER_AUTH_SECRET is {len(secret)} bytes long; it must be at least "
-                f"{MIN_SECRET_BYTES} bytes (RFC 7518 §3.2). Generate one with "
-                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`."
+                f"BETTER_AUTH_SECRET is {len(secret)} bytes long; with {self.jwt_algorithm} it "
+                f"must be at least {needed} bytes (RFC 7518 §3.2). Generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(64))'`."
             )
         return secret
 
@@ -107,7 +110,7 @@ def with_development_secret(settings: Settings) -> tuple[Settings, bool]:
             pass  # another process made it between our check and our open: use theirs
         else:
             with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
+                handle.write(secrets.token_urlsafe(64))  # long enough for HS512 too
             created = True
     secret = DEV_SECRET_FILE.read_text().strip()
     return settings.model_copy(update={"auth_secret": SecretStr(secret)}), created

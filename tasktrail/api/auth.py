@@ -107,6 +107,8 @@ class TokenVerifier:
             options["require"].append("iss")
         if self._audience is not None:
             options["require"].append("aud")
+        else:
+            options["verify_aud"] = False  # aud is checked only when an audience is configured
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
