@@ -27,6 +27,7 @@ from sqlalchemy import Engine, make_url
 
 from tasktrail.api.app import create_app
 from tasktrail.database import create_database_engine
+from tasktrail.logs import configure_logging
 from tasktrail.migrations.runner import upgrade
 from tasktrail.settings import Settings
 
@@ -42,6 +43,10 @@ _KEPT = ("TASKTRAIL_TEST_", "TASKTRAIL_REQUIRE_POSTGRES")
 for _name in list(os.environ):
     if _name.startswith(_LEAKY) and not _name.startswith(_KEPT):
         del os.environ[_name]
+
+
+# Tests log as the service does in production (JSON, plain tracebacks), not structlog's default.
+configure_logging("json")
 
 
 def make_settings(database_url: str, **overrides: Any) -> Settings:
@@ -116,6 +121,22 @@ def settings(database_url: str) -> Settings:
 @pytest.fixture(scope="session")
 def engine(settings: Settings) -> Iterator[Engine]:
     engine = create_database_engine(settings)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_engine(sqlite_url: str) -> Iterator[Engine]:
+    """For the few tests of something SQLite alone has."""
+    engine = create_database_engine(make_settings(sqlite_url))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_engine(postgres_url: str) -> Iterator[Engine]:
+    """For the few tests of something PostgreSQL alone has."""
+    engine = create_database_engine(make_settings(postgres_url))
     yield engine
     engine.dispose()
 

@@ -98,7 +98,11 @@ def test_db_upgrade_creates_the_schema_on_sqlite(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     result = run_cli("db", "upgrade", cwd=tmp_path, TASKTRAIL_DATABASE_URL=url)
     assert result.returncode == 0, result.stderr
-    tables = set(inspect(create_engine(url)).get_table_names())
+    engine = create_engine(url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
     assert {"events", "tasks", "user_streams", "alembic_version"} <= tables
 
 

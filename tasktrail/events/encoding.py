@@ -14,7 +14,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_TIMESTAMP_FORMAT = "%m-%dT%H:%M:%S.%fZ"  # the year is written apart, see format_timestamp
 
 # RFC 3339 date-time with a mandatory offset and at most six fractional digits.
 _RFC3339 = re.compile(
@@ -30,7 +30,9 @@ def format_timestamp(moment: datetime) -> str:
     """RFC 3339 in UTC with six fractional digits: `2026-11-24T10:15:00.000000Z`."""
     if moment.tzinfo is None:
         raise ValueError("a naive datetime has no place in the log; give it a time zone")
-    return moment.astimezone(UTC).strftime(_TIMESTAMP_FORMAT)
+    utc = moment.astimezone(UTC)
+    # Not strftime("%Y"): glibc does not pad years before 1000 to four digits.
+    return f"{utc.year:04d}-{utc.strftime(_TIMESTAMP_FORMAT)}"
 
 
 def parse_timestamp(text: str) -> datetime:
@@ -49,4 +51,7 @@ def parse_timestamp(text: str) -> datetime:
         parsed = datetime.fromisoformat(normalised)
     except ValueError as error:
         raise ValueError(f"not a valid date and time: {error}") from None
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("the instant lies outside years 1 to 9999 in UTC") from None
