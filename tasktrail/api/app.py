@@ -56,9 +56,11 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.engine = database
     app.state.verifier = verifier
     install_problem_handlers(app)
-    app.include_router(health.router)
-    app.include_router(tasks.router)
-    app.include_router(events.router)
+    routers = (health.router, tasks.router, events.router)
+    for router in routers:
+        app.include_router(router)
+    # The routes by path, for the Allow header of a 405 (Starlette's names one route's methods).
+    app.state.api_routes = [route for router in routers for route in router.routes]
     app.add_middleware(RequestContextMiddleware)
 
     def openapi() -> dict[str, Any]:

@@ -160,6 +160,16 @@ def domain_problem(error: Exception) -> Problem:
             return Problem(500, "The request failed on the server's side.")
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 names one route's only)."""
+    methods: set[str] = set()
+    path = request.url.path
+    for route in request.app.state.api_routes:
+        if route.methods and route.path_regex.match(path):
+            methods.update(route.methods)
+    return sorted(methods)
+
+
 def http_problem(request: Request, error: StarletteHTTPException) -> Problem:
     headers = dict(error.headers or {})
     if error.status_code == 404:
@@ -167,7 +177,8 @@ def http_problem(request: Request, error: StarletteHTTPException) -> Problem:
             404, f"No route matches {request.url.path}: see /docs for the API.", headers=headers
         )
     if error.status_code == 405:
-        allowed = headers.get("Allow", "")
+        allowed = ", ".join(allowed_methods(request))
+        headers["Allow"] = allowed
         return Problem(
             405,
             f"{request.method} is not allowed on {request.url.path}; use one of: {allowed}.",
