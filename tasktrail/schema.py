@@ -19,6 +19,7 @@ from sqlalchemy import (
     Dialect,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     SmallInteger,
     String,
@@ -128,4 +129,22 @@ tasks = Table(
     Column("version", Integer, nullable=False),
     CheckConstraint("priority BETWEEN 0 AND 3", name="ck_tasks_priority"),
     Index("ix_tasks_user_created", "user_id", "created_at", "id"),
+    Index("ix_tasks_user_updated", "user_id", "updated_at", "id"),
+    Index("ix_tasks_user_title", "user_id", "title_folded", "id"),
+    Index("ix_tasks_user_due", "user_id", "due_at", "id"),
+    Index("ix_tasks_user_priority", "user_id", "priority", "id"),
+)
+
+# The first 2xx response of a keyed write, stored in that write's own transaction, so a key is
+# kept exactly when its write committed. Keyed by user: keys of different users never meet.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("user_id", String(USER_ID_LENGTH), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(HASH_LENGTH), nullable=False),
+    Column("status_code", SmallInteger, nullable=True),
+    Column("headers", JSON, nullable=True),
+    Column("body", LargeBinary, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
 )

@@ -153,7 +153,9 @@ async def read_body(request: Request) -> bytes:
                 413, f"The body is over {MAX_BODY_BYTES // 1024} KiB; send a smaller one."
             )
         chunks.append(chunk)
-    return b"".join(chunks)
+    body = b"".join(chunks)
+    request.state.raw_body = body  # the idempotency fingerprint covers the body as sent
+    return body
 
 
 def require_json_content_type(request: Request) -> None:

@@ -1,15 +1,36 @@
-"""List and get tasks from the read model, always within one user's rows."""
+"""List and get tasks from the read model, always within one user's rows.
+
+Every sort is a keyset walk over `(sort key, id)`, served by an index that starts with
+`user_id`, so a page costs the same on the first page and the thousandth, and a task created or
+deleted between pages never shifts the others. Case folding (`title`, `q`, `tag`) uses the
+`*_folded` columns that the projector fills with Python's `str.casefold()`, so both engines
+compare exactly the same text.
+"""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, func, literal, select, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    and_,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.sql.elements import KeyedColumnElement
 
+from tasktrail.events.encoding import format_timestamp, parse_timestamp
 from tasktrail.projections.state import TaskState
 from tasktrail.schema import tasks
 
@@ -21,21 +42,90 @@ class StatusFilter(StrEnum):
     DELETED = "deleted"
 
 
+class SortField(StrEnum):
+    CREATED = "created"
+    UPDATED = "updated"
+    TITLE = "title"
+    DUE = "due"
+    PRIORITY = "priority"
+
+
+_SORT_COLUMNS: dict[SortField, KeyedColumnElement[Any]] = {
+    SortField.CREATED: tasks.c.created_at,
+    SortField.UPDATED: tasks.c.updated_at,
+    SortField.TITLE: tasks.c.title_folded,
+    SortField.DUE: tasks.c.due_at,
+    SortField.PRIORITY: tasks.c.priority,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Sort:
+    field: SortField = SortField.CREATED
+    descending: bool = True
+
+    @classmethod
+    def parse(cls, text: str) -> Sort:
+        """`created`, `-created`, ... ; ValueError for anything else."""
+        descending = text.startswith("-")
+        return cls(SortField(text.removeprefix("-")), descending)
+
+
 @dataclass(frozen=True, slots=True)
 class ListTasks:
-    """A page of a user's live (or deleted) tasks, newest first; `after` is the last seen (created_at, id)."""
+    """A page of a user's tasks. `after` is the keyset position of the last task already seen."""
 
     user_id: str
     status: StatusFilter = StatusFilter.ALL
+    sort: Sort = field(default_factory=Sort)
+    q: str | None = None
+    tags: tuple[str, ...] = ()
+    due_before: datetime | None = None
+    due_after: datetime | None = None
     limit: int = 100
-    after: tuple[datetime, str] | None = None
+    after: KeysetPosition | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeysetPosition:
+    """Where a page ended: the last task's sort value and id."""
+
+    value: Any
+    task_id: str
+
+    def to_json(self) -> list[Any]:
+        value = format_timestamp(self.value) if isinstance(self.value, datetime) else self.value
+        return [value, self.task_id]
+
+    @classmethod
+    def from_json(cls, sort: Sort, key: list[Any]) -> KeysetPosition:
+        """Read back what `to_json` wrote for this sort; ValueError if it cannot be."""
+        if len(key) != 2 or not isinstance(key[1], str):
+            raise ValueError("the cursor's position is malformed")
+        value, task_id = key
+        task_id = str(uuid.UUID(task_id))
+        if sort.field in (SortField.CREATED, SortField.UPDATED):
+            return cls(parse_timestamp(_text(value)), task_id)
+        if sort.field is SortField.DUE:
+            return cls(None if value is None else parse_timestamp(_text(value)), task_id)
+        if sort.field is SortField.TITLE:
+            return cls(_text(value), task_id)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError("the cursor's position is malformed")
+        return cls(value, task_id)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("the cursor's position is malformed")
+    return value
 
 
 @dataclass(frozen=True, slots=True)
 class TaskPage:
     tasks: list[TaskState]
     total: int
-    has_more: bool
+    next_position: KeysetPosition | None
 
 
 def get_task(conn: Connection, user_id: str, task_id: str) -> TaskState | None:
@@ -51,40 +141,75 @@ def get_task(conn: Connection, user_id: str, task_id: str) -> TaskState | None:
 
 
 def list_tasks(conn: Connection, query: ListTasks) -> TaskPage:
-    filters = _filters(query)
+    filters = _filters(conn, query)
+    column = _SORT_COLUMNS[query.sort.field]
     statement = select(tasks).where(*filters)
     if query.after is not None:
-        created_at, task_id = query.after
-        statement = statement.where(
-            # A row-value comparison, which both engines answer from ix_tasks_user_created.
-            tuple_(tasks.c.created_at, tasks.c.id)
-            < tuple_(
-                literal(created_at, tasks.c.created_at.type),
-                literal(uuid.UUID(task_id), tasks.c.id.type),
-            )
-        )
+        statement = statement.where(_after(column, query.sort, query.after))
+    key = column.desc() if query.sort.descending else column.asc()
+    if query.sort.field is SortField.DUE:
+        key = key.nulls_last()  # tasks without a due date come last in both directions
+    order = (key, tasks.c.id.desc() if query.sort.descending else tasks.c.id.asc())
     # One row more than asked tells whether another page follows.
-    statement = statement.order_by(tasks.c.created_at.desc(), tasks.c.id.desc()).limit(
-        query.limit + 1
-    )
-    rows = conn.execute(statement).all()
+    rows = conn.execute(statement.order_by(*order).limit(query.limit + 1)).all()
     total = conn.execute(select(func.count()).select_from(tasks).where(*filters)).scalar_one()
-    return TaskPage(
-        tasks=[state_from_row(row) for row in rows[: query.limit]],
-        total=total,
-        has_more=len(rows) > query.limit,
-    )
+    page = [state_from_row(row) for row in rows[: query.limit]]
+    next_position = None
+    if len(rows) > query.limit:
+        last = rows[query.limit - 1]
+        next_position = KeysetPosition(getattr(last, column.key), str(last.id))
+    return TaskPage(tasks=page, total=total, next_position=next_position)
 
 
-def _filters(query: ListTasks) -> list[ColumnElement[bool]]:
+def _after(
+    column: KeyedColumnElement[Any], sort: Sort, position: KeysetPosition
+) -> ColumnElement[bool]:
+    """The rows that follow `position` in the sort order (ties broken by id, same direction)."""
+    task_id = literal(uuid.UUID(position.task_id), tasks.c.id.type)
+    id_follows = tasks.c.id < task_id if sort.descending else tasks.c.id > task_id
+    if position.value is None:  # only `due` has nulls: the last group, ordered by id
+        return and_(column.is_(None), id_follows)
+    value = literal(position.value, column.type)
+    # A row-value comparison, which both engines answer from the (user_id, key, id) index.
+    pair = tuple_(column, tasks.c.id)
+    follows = pair < tuple_(value, task_id) if sort.descending else pair > tuple_(value, task_id)
+    if sort.field is SortField.DUE:
+        return or_(follows, column.is_(None))
+    return follows
+
+
+def _filters(conn: Connection, query: ListTasks) -> list[ColumnElement[bool]]:
+    filters: list[ColumnElement[bool]] = [tasks.c.user_id == query.user_id]
     if query.status is StatusFilter.DELETED:
-        return [tasks.c.user_id == query.user_id, tasks.c.deleted_at.is_not(None)]
-    filters = [tasks.c.user_id == query.user_id, tasks.c.deleted_at.is_(None)]
+        filters.append(tasks.c.deleted_at.is_not(None))
+    else:
+        filters.append(tasks.c.deleted_at.is_(None))
     if query.status is StatusFilter.PENDING:
         filters.append(tasks.c.completed.is_(False))
     elif query.status is StatusFilter.COMPLETED:
         filters.append(tasks.c.completed.is_(True))
+    if query.q:
+        needle = query.q.casefold()
+        filters.append(
+            or_(
+                tasks.c.title_folded.contains(needle, autoescape=True),
+                tasks.c.description_folded.contains(needle, autoescape=True),
+            )
+        )
+    filters.extend(_has_tag(conn, tag.casefold()) for tag in query.tags)
+    if query.due_after is not None:
+        filters.append(tasks.c.due_at >= query.due_after)  # inclusive
+    if query.due_before is not None:
+        filters.append(tasks.c.due_at < query.due_before)  # exclusive
     return filters
+
+
+def _has_tag(conn: Connection, folded_tag: str) -> ColumnElement[bool]:
+    if conn.dialect.name == "postgresql":
+        # jsonb containment, checked on the user's own rows that the user_id index found.
+        return tasks.c.tags_folded.op("@>")(literal([folded_tag], JSONB))
+    elements = func.json_each(tasks.c.tags_folded).table_valued("value")
+    return exists(select(1).select_from(elements).where(elements.c.value == folded_tag))
 
 
 def state_from_row(row: Row[Any]) -> TaskState:

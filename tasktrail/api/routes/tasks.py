@@ -5,10 +5,13 @@ No rules live here: `decide` holds them, and domain errors become problems in ap
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 
 import uuid_utils
 from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy import Connection
 from starlette.responses import Response
 
 from tasktrail.api.deps import (
@@ -23,6 +26,7 @@ from tasktrail.api.deps import (
     require_json_content_type,
     validate_json,
 )
+from tasktrail.api.idempotency import IdempotencyKeyDep, run_write
 from tasktrail.api.openapi import json_request_body, problems
 from tasktrail.api.problems import Problem, task_not_found
 from tasktrail.api.representation import etag, json_response, task_body
@@ -43,11 +47,19 @@ from tasktrail.commands.types import (
     TaskFields,
     UpdateTask,
 )
-from tasktrail.database import read_connection, write_transaction
-from tasktrail.events.encoding import format_timestamp, parse_timestamp
+from tasktrail.database import read_connection
+from tasktrail.events.encoding import parse_timestamp
 from tasktrail.projections.state import TaskState
-from tasktrail.queries.cursor import InvalidCursor, decode_cursor, encode_cursor, fingerprint
-from tasktrail.queries.tasks import ListTasks, StatusFilter, get_task, list_tasks
+from tasktrail.queries.cursor import decode_cursor, encode_cursor, fingerprint
+from tasktrail.queries.tasks import (
+    KeysetPosition,
+    ListTasks,
+    Sort,
+    SortField,
+    StatusFilter,
+    get_task,
+    list_tasks,
+)
 
 router = APIRouter(tags=["tasks"])
 
@@ -74,8 +86,10 @@ def task_response(task: TaskState, status_code: int = 200, **headers: str) -> Re
     dependencies=[Depends(only_parameters())],
 )
 def create_task(
+    request: Request,
     engine: EngineDep,
     context: ContextDep,
+    key: IdempotencyKeyDep,
     body: Annotated[TaskCreate, Depends(json_body(TaskCreate))],
 ) -> Response:
     command = CreateTask(
@@ -90,56 +104,118 @@ def create_task(
         ),
         completed=body.completed,
     )
-    with write_transaction(engine) as conn:
+
+    def write(conn: Connection) -> Response:
         task = _task_of(handlers.create_task(conn, command).state, command.task_id)
-    return task_response(task, 201, Location=task_location(task))
+        return task_response(task, 201, Location=task_location(task))
+
+    return run_write(request, engine, context.user_id, key, write)
+
+
+_LIST_PARAMETERS = ("status", "sort", "q", "tag", "due_before", "due_after", "limit", "cursor")
+_SORTS = ", ".join(f"{sign}{name}" for name in SortField for sign in ("", "-"))
 
 
 @router.get(
     TASKS,
     response_model=list[TaskOut],
-    summary="List tasks, newest first",
+    summary="List tasks",
+    description='A page of the user\'s tasks. `Link: <...>; rel="next"` points to the next page '
+    "while more remain; `X-Total-Count` counts every task that matches. A cursor is bound to the "
+    "parameters it came with: only `limit` may change between pages.",
     responses=problems(401, 403, 422, 503),
 )
 def list_user_tasks(
     request: Request,
     engine: EngineDep,
     user: CurrentUser,
-    _: Annotated[None, Depends(only_parameters("status", "limit", "cursor"))],
+    _: Annotated[None, Depends(only_parameters(*_LIST_PARAMETERS))],
     status: Annotated[
         StatusFilter,
         Query(description="all (default: every live task), pending, completed, or deleted"),
     ] = StatusFilter.ALL,
+    sort: Annotated[
+        str,
+        Query(
+            description=f"one of {_SORTS}; ties are broken by id in the same direction; "
+            "tasks without due_at come last for due and -due",
+            pattern=r"^-?(created|updated|title|due|priority)$",
+        ),
+    ] = "-created",
+    q: Annotated[
+        str | None,
+        Query(max_length=200, description="case-insensitive text in the title or description"),
+    ] = None,
+    tag: Annotated[
+        list[str] | None,
+        Query(description="repeatable; a task must carry every tag given (case-insensitive)"),
+    ] = None,
+    due_before: Annotated[
+        str | None, Query(description="RFC 3339 timestamp; due_at < due_before")
+    ] = None,
+    due_after: Annotated[
+        str | None, Query(description="RFC 3339 timestamp; due_at >= due_after")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
     cursor: Annotated[str | None, Query(description="opaque; take it from the Link header")] = None,
 ) -> Response:
+    parsed_sort = Sort.parse(sort)
+    tags = tuple(_query_text("tag", value, max_length=50) for value in tag or ())
     bound_to = fingerprint(
         {name: request.query_params.getlist(name) for name in request.query_params}
     )
-    after = None
-    if cursor is not None:
-        after = _keyset_position(cursor, bound_to)
-    query = ListTasks(user_id=user.user_id, status=status, limit=limit, after=after)
+    query = ListTasks(
+        user_id=user.user_id,
+        status=status,
+        sort=parsed_sort,
+        q=None if q is None else _query_text("q", q, max_length=200, allow_empty=True),
+        tags=tags,
+        due_before=_query_timestamp("due_before", due_before),
+        due_after=_query_timestamp("due_after", due_after),
+        limit=limit,
+        after=None if cursor is None else _keyset_position(cursor, bound_to, parsed_sort),
+    )
     with read_connection(engine) as conn:
         page = list_tasks(conn, query)
     headers = {"X-Total-Count": str(page.total)}
-    if page.has_more:
-        last = page.tasks[-1]
-        token = encode_cursor([format_timestamp(last.created_at), last.id], bound_to)
+    if page.next_position is not None:
+        token = encode_cursor(page.next_position.to_json(), bound_to)
         headers["Link"] = f'<{request.url.include_query_params(cursor=token)}>; rel="next"'
     return json_response([task_body(task) for task in page.tasks], 200, headers)
 
 
-def _keyset_position(cursor: str, bound_to: str) -> tuple[Any, str]:
+def _query_problem(name: str, message: str) -> Problem:
+    return Problem(
+        422,
+        f"Fix the query parameter {name}: {message}.",
+        errors=[{"loc": ["query", name], "msg": message, "type": "value_error"}],
+    )
+
+
+def _query_text(name: str, value: str, *, max_length: int, allow_empty: bool = False) -> str:
+    if not value and not allow_empty:
+        raise _query_problem(name, "it must not be empty")
+    if len(value) > max_length:
+        raise _query_problem(name, f"it must be at most {max_length} characters")
+    if "\x00" in value:
+        raise _query_problem(name, "it must not contain U+0000 (NUL)")
+    return value
+
+
+def _query_timestamp(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
     try:
-        created_at, task_id = decode_cursor(cursor, bound_to)
-        return parse_timestamp(created_at), str(task_id)
-    except (InvalidCursor, ValueError, TypeError) as error:
-        raise Problem(
-            422,
-            f"The cursor is not valid here: {error}.",
-            errors=[{"loc": ["query", "cursor"], "msg": str(error), "type": "value_error"}],
-        ) from None
+        return parse_timestamp(value)
+    except ValueError as error:
+        raise _query_problem(name, str(error)) from None
+
+
+def _keyset_position(cursor: str, bound_to: str, sort: Sort) -> KeysetPosition:
+    try:
+        return KeysetPosition.from_json(sort, decode_cursor(cursor, bound_to))
+    except ValueError as error:  # InvalidCursor is a ValueError too
+        raise _query_problem("cursor", str(error)) from None
 
 
 @router.get(
@@ -176,8 +252,10 @@ def _not_modified(header: str | None, task: TaskState) -> bool:
     dependencies=[Depends(only_parameters())],
 )
 def replace_task(
+    request: Request,
     engine: EngineDep,
     context: ContextDep,
+    key: IdempotencyKeyDep,
     task_id: TaskId,
     if_match: IfMatch,
     body: Annotated[TaskReplace, Depends(json_body(TaskReplace))],
@@ -196,9 +274,7 @@ def replace_task(
         completed=body.completed,
         expected_versions=if_match,
     )
-    with write_transaction(engine) as conn:
-        task = _task_of(handlers.update_task(conn, command).state, task_id)
-    return task_response(task)
+    return run_write(request, engine, context.user_id, key, _updating(command))
 
 
 @router.patch(
@@ -210,8 +286,10 @@ def replace_task(
     dependencies=[Depends(only_parameters())],
 )
 def patch_task(
+    request: Request,
     engine: EngineDep,
     context: ContextDep,
+    key: IdempotencyKeyDep,
     task_id: TaskId,
     if_match: IfMatch,
     body: Annotated[TaskPatch, Depends(json_body(TaskPatch))],
@@ -223,9 +301,7 @@ def patch_task(
         completed=body.completed,
         expected_versions=if_match,
     )
-    with write_transaction(engine) as conn:
-        task = _task_of(handlers.update_task(conn, command).state, task_id)
-    return task_response(task)
+    return run_write(request, engine, context.user_id, key, _updating(command))
 
 
 _CLEARED: dict[str, Any] = {"description": None, "due_at": None, "tags": (), "priority": 0}
@@ -275,8 +351,10 @@ async def completion_wanted(request: Request) -> bool | None:
     dependencies=[Depends(only_parameters())],
 )
 def complete_task(
+    request: Request,
     engine: EngineDep,
     context: ContextDep,
+    key: IdempotencyKeyDep,
     task_id: TaskId,
     if_match: IfMatch,
     completed: Annotated[bool | None, Depends(completion_wanted)],
@@ -284,9 +362,11 @@ def complete_task(
     command = CompleteTask(
         context=context, task_id=task_id, completed=completed, expected_versions=if_match
     )
-    with write_transaction(engine) as conn:
-        task = _task_of(handlers.complete_task(conn, command).state, task_id)
-    return task_response(task)
+
+    def write(conn: Connection) -> Response:
+        return task_response(_task_of(handlers.complete_task(conn, command).state, task_id))
+
+    return run_write(request, engine, context.user_id, key, write)
 
 
 @router.delete(
@@ -297,12 +377,20 @@ def complete_task(
     dependencies=[Depends(only_parameters())],
 )
 def delete_task(
-    engine: EngineDep, context: ContextDep, task_id: TaskId, if_match: IfMatch
+    request: Request,
+    engine: EngineDep,
+    context: ContextDep,
+    key: IdempotencyKeyDep,
+    task_id: TaskId,
+    if_match: IfMatch,
 ) -> Response:
     command = DeleteTask(context=context, task_id=task_id, expected_versions=if_match)
-    with write_transaction(engine) as conn:
+
+    def write(conn: Connection) -> Response:
         handlers.delete_task(conn, command)
-    return Response(status_code=204)
+        return Response(status_code=204)
+
+    return run_write(request, engine, context.user_id, key, write)
 
 
 @router.post(
@@ -312,11 +400,26 @@ def delete_task(
     responses=problems(401, 403, 404, 409, 422, 503),
     dependencies=[Depends(only_parameters())],
 )
-def restore_task(engine: EngineDep, context: ContextDep, task_id: TaskId) -> Response:
+def restore_task(
+    request: Request,
+    engine: EngineDep,
+    context: ContextDep,
+    key: IdempotencyKeyDep,
+    task_id: TaskId,
+) -> Response:
     command = RestoreTask(context=context, task_id=task_id)
-    with write_transaction(engine) as conn:
-        task = _task_of(handlers.restore_task(conn, command).state, task_id)
-    return task_response(task)
+
+    def write(conn: Connection) -> Response:
+        return task_response(_task_of(handlers.restore_task(conn, command).state, task_id))
+
+    return run_write(request, engine, context.user_id, key, write)
+
+
+def _updating(command: UpdateTask) -> Callable[[Connection], Response]:
+    def write(conn: Connection) -> Response:
+        return task_response(_task_of(handlers.update_task(conn, command).state, command.task_id))
+
+    return write
 
 
 def _task_of(state: TaskState | None, task_id: str) -> TaskState:
