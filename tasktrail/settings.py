@@ -63,6 +63,15 @@ class Settings(BaseSettings):
         return self.database_url.startswith("postgresql")
 
     @property
+    def cors_origin_list(self) -> list[str]:
+        """`TASKTRAIL_CORS_ORIGINS`, comma separated, e.g. `https://app.example.com`."""
+        if not self.cors_origins:
+            return []
+        return [
+            origin.strip().rstrip("/") for origin in self.cors_origins.split(",") if origin.strip()
+        ]
+
+    @property
     def uses_embedded_default(self) -> bool:
         return self.database_url == DEFAULT_DATABASE_URL
 

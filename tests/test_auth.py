@@ -394,3 +394,17 @@ def test_the_right_issuer_and_audience_pass(
     """A token with the configured iss and an aud naming this service is accepted."""
     headers = auth(user_id, iss=ISSUER, aud=audience)
     assert iss_aud_client.get(f"/api/{user_id}/tasks", headers=headers).status_code == 200
+
+
+def test_a_shared_secret_token_naming_an_unknown_kid_is_refused(api: Api) -> None:
+    """An unknown kid is refused: the shared secret has no key id, so a kid names another key."""
+    token = jwt.encode(
+        {"sub": api.user_id, "exp": int(time.time()) + 600},
+        SECRET,
+        algorithm="HS256",
+        headers={"kid": "nope"},
+    )
+    response = api.client.get(api.url(), headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    assert "kid" in response.json()["detail"]

@@ -303,3 +303,16 @@ def test_a_garbage_cursor_is_422(api: Api, cursor: str) -> None:
     body = assert_problem(api.request("GET", params={"cursor": cursor}), 422)
     assert [error["loc"] for error in body["errors"]] == [["query", "cursor"]]
     assert body["instance"] == api.url()
+
+
+def test_a_cursor_of_another_user_is_refused(api: Api, make_api: Any) -> None:
+    """A cursor is bound to the path it came from: another user's list refuses it."""
+    for n in range(3):
+        api.create(title=f"t{n}")
+    first = api.request("GET", params={"limit": 1})
+    cursor = re.search(r"cursor=([^&>]+)", first.headers["link"])
+    assert cursor is not None
+    other: Api = make_api()
+    response = other.request("GET", params={"limit": 1, "cursor": cursor.group(1)})
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["query", "cursor"]

@@ -508,3 +508,22 @@ def test_an_insane_request_id_is_replaced_by_a_uuid(api: Api, value: str) -> Non
     assert replaced != value
     assert str(uuid.UUID(replaced)) == replaced
     assert assert_problem(response, 404)["request_id"] == replaced
+
+
+def test_a_trailing_slash_is_a_404_problem_not_a_redirect(api: Api) -> None:
+    """/api/{u}/tasks/ names no route: 404 problem details, not a redirect built from Host."""
+    response = api.client.get(api.url("/"), headers=api.headers, follow_redirects=False)
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "after", ["9223372036854775808", "1" * 40, "-1"], ids=["2^63", "huge", "negative"]
+)
+def test_a_feed_position_out_of_range_is_422(api: Api, after: str) -> None:
+    """`after` is a seq: a number beyond 64 bits, or below 0, is a bad parameter, not a 500."""
+    response = api.client.get(
+        f"/api/{api.user_id}/events", params={"after": after}, headers=api.headers
+    )
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["query", "after"]

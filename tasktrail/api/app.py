@@ -7,18 +7,32 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy import Engine
 
 from tasktrail import __version__
 from tasktrail.api.auth import SharedSecret, TokenVerifier
+from tasktrail.api.metrics import Metrics
 from tasktrail.api.openapi import add_problem_schema
 from tasktrail.api.problems import install_problem_handlers
-from tasktrail.api.request_context import RequestContextMiddleware
+from tasktrail.api.request_context import RequestContextMiddleware, UnhandledErrorMiddleware
 from tasktrail.api.routes import events, health, tasks
+from tasktrail.api.routes import metrics as metrics_route
 from tasktrail.database import create_database_engine
 from tasktrail.logs import configure_logging
 from tasktrail.settings import Settings, load_settings, with_development_secret
+
+# What a browser's script may read of a response (CORS hides everything else).
+EXPOSED_HEADERS = (
+    "ETag",
+    "Link",
+    "Location",
+    "X-Total-Count",
+    "X-Request-ID",
+    "Idempotent-Replayed",
+    "Retry-After",
+)
 
 DESCRIPTION = """\
 Tasks whose every change is an event in an append-only, per-user hash-chained log.
@@ -51,17 +65,41 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        # /api/u/tasks/ is not /api/u/tasks: a 404 problem, not a redirect built from Host.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.engine = database
     app.state.verifier = verifier
+    app.state.metrics = metrics = Metrics(database)
     install_problem_handlers(app)
-    routers = (health.router, tasks.router, events.router)
+    routers = (health.router, metrics_route.router, tasks.router, events.router)
     for router in routers:
         app.include_router(router)
     # The routes by path, for the Allow header of a 405 (Starlette's names one route's methods).
     app.state.api_routes = [route for router in routers for route in router.routes]
-    app.add_middleware(RequestContextMiddleware)
+    # Added innermost first. From the outside: request id and log line (every response has an
+    # id), then CORS (so errors, 500s included, carry its headers), then the last-resort 500.
+    app.add_middleware(UnhandledErrorMiddleware)
+    origins = settings.cors_origin_list
+    if origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "If-Match",
+                "If-None-Match",
+                "Idempotency-Key",
+                "X-Request-ID",
+                "Last-Event-ID",
+            ],
+            expose_headers=list(EXPOSED_HEADERS),
+            max_age=600,
+        )
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -58,6 +58,8 @@ class SharedSecret:
 
     def resolve(self, header: dict[str, Any]) -> VerificationKey | None:
         algorithm = header.get("alg")
+        if "kid" in header:
+            return None  # the shared secret has no key id: a kid names a key it is not
         if algorithm == self._key.algorithm:
             return self._key
         if isinstance(algorithm, str) and algorithm.startswith("HS"):

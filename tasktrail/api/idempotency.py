@@ -17,6 +17,7 @@ from fastapi import Depends, Header, Request
 from sqlalchemy import Connection, Engine, delete, exc, select, text, update
 from starlette.responses import Response
 
+from tasktrail.api.metrics import Metrics
 from tasktrail.api.problems import Problem
 from tasktrail.database import dialect_insert, write_transaction
 from tasktrail.schema import idempotency_keys
@@ -62,24 +63,33 @@ async def idempotency_key(
 IdempotencyKeyDep = Annotated[IdempotencyKey | None, Depends(idempotency_key)]
 
 
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a write answers, and how many events it appended (for the metrics)."""
+
+    response: Response
+    events_appended: int
+
+
 def run_write(
     request: Request,
     engine: Engine,
     user_id: str,
     key: IdempotencyKey | None,
-    write: Callable[[Connection], Response],
+    write: Callable[[Connection], Written],
 ) -> Response:
     """Run `write` in one transaction; with a key, replay or record its answer in it too."""
-    if key is None:
-        with write_transaction(engine) as conn:
-            return write(conn)
-    fingerprint = _fingerprint(request)
+    metrics: Metrics = request.app.state.metrics
     with write_transaction(engine) as conn:
-        if not _claim(conn, user_id, key.value, fingerprint):
-            return _replay(conn, user_id, key.value, fingerprint)
-        response = write(conn)
-        _record(conn, user_id, key.value, response)
-        return response
+        if key is not None:
+            fingerprint = _fingerprint(request)
+            if not _claim(conn, user_id, key.value, fingerprint):
+                return _replay(conn, user_id, key.value, fingerprint)
+        written = write(conn)
+        if key is not None:
+            _record(conn, user_id, key.value, written.response)
+    metrics.events_appended.inc(written.events_appended)  # counted once committed
+    return written.response
 
 
 def _fingerprint(request: Request) -> str:

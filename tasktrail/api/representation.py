@@ -61,8 +61,21 @@ def etag(task: TaskState) -> str:
 
 
 def json_response(
-    body: Any, status_code: int = 200, headers: Mapping[str, str] | None = None
+    body: Any,
+    status_code: int = 200,
+    headers: Mapping[str, str] | None = None,
+    *,
+    sort_keys: bool = False,
 ) -> Response:
     return Response(
-        orjson.dumps(body), status_code=status_code, headers=headers, media_type="application/json"
+        orjson.dumps(body, option=orjson.OPT_SORT_KEYS if sort_keys else 0),
+        status_code=status_code,
+        headers=headers,
+        media_type="application/json",
     )
+
+
+def events_response(events: list[Event], headers: Mapping[str, str] | None = None) -> Response:
+    """Events with their keys sorted at every depth, as hashed: the same bytes on both engines
+    (PostgreSQL's jsonb keeps its own key order)."""
+    return json_response([event_body(event) for event in events], 200, headers, sort_keys=True)

@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tasktrail.api.metrics import Metrics
 from tasktrail.api.problems import Problem, problem_response
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -32,8 +33,11 @@ def choose_request_id(scope: Scope) -> str:
 
 
 class RequestContextMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    """The outermost layer of the app: the request id, the log line and the metrics."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
+        self.metrics = metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -43,33 +47,58 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
         started = time.perf_counter()
-        response: dict[str, Any] = {"status": 500, "started": False}
+        response: dict[str, Any] = {"status": 500}
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 response["status"] = message["status"]
-                response["started"] = True
                 message["headers"] = [*message.get("headers", ()), header]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
-        except Exception:  # noqa: BLE001 - the last resort: any bug becomes a 500 problem, logged
-            _log.exception("unhandled error", request_id=request_id)
-            if not response["started"]:
-                problem = Problem(
-                    500, "The request failed on the server's side; report the request_id."
-                )
-                await problem_response(scope, problem)(scope, receive, send_with_id)
         finally:
+            seconds = time.perf_counter() - started
             route = scope.get("route")
-            # The template, never the raw path or query: ids stay out of metrics labels and a
+            # The template, never the raw path or query: ids stay out of metric labels and a
             # token passed in a query string never reaches a log.
+            template = getattr(route, "path_format", None)
+            self.metrics.observe_request(scope["method"], template, response["status"], seconds)
             _log.info(
                 "request",
                 request_id=request_id,
                 method=scope["method"],
-                route=getattr(route, "path_format", getattr(route, "path", None)),
+                route=template,
                 status=response["status"],
-                duration_ms=round((time.perf_counter() - started) * 1000, 3),
+                duration_ms=round(seconds * 1000, 3),
             )
+
+
+class UnhandledErrorMiddleware:
+    """The last resort, inside CORS: any bug becomes a logged 500 problem, never a stack trace."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:
+            _log.exception("unhandled error", request_id=scope.get("state", {}).get("request_id"))
+            if started:
+                raise  # the status is already sent; let the server close the connection
+            problem = Problem(
+                500, "The request failed on the server's side; report the request_id."
+            )
+            await problem_response(scope, problem)(scope, receive, send)

@@ -19,12 +19,16 @@ class InvalidCursor(ValueError):
     """The cursor is not one of ours, or belongs to other parameters."""
 
 
-def fingerprint(parameters: Mapping[str, Sequence[str]]) -> str:
+def fingerprint(path: str, parameters: Mapping[str, Sequence[str]]) -> str:
+    """What a cursor is bound to: the path (so the user) and every parameter but limit."""
     canonical = orjson.dumps(
         {
-            name: sorted(values)
-            for name, values in parameters.items()
-            if name not in ("limit", "cursor")
+            "path": path,
+            "parameters": {
+                name: sorted(values)
+                for name, values in parameters.items()
+                if name not in ("limit", "cursor")
+            },
         },
         option=orjson.OPT_SORT_KEYS,
     )

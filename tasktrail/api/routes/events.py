@@ -10,7 +10,7 @@ from starlette.responses import Response
 from tasktrail.api.deps import CurrentUser, EngineDep, TaskId
 from tasktrail.api.openapi import problems
 from tasktrail.api.problems import task_not_found
-from tasktrail.api.representation import event_body, json_response
+from tasktrail.api.representation import events_response
 from tasktrail.api.routes.query import only_parameters
 from tasktrail.api.schemas import EventOut
 from tasktrail.database import read_connection
@@ -32,7 +32,7 @@ def read_task_history(engine: EngineDep, user: CurrentUser, task_id: TaskId) -> 
         history = task_history(conn, user.user_id, task_id)
     if not history:
         raise task_not_found(task_id)
-    return json_response([event_body(event) for event in history])
+    return events_response(history)
 
 
 @router.get(
@@ -48,7 +48,9 @@ def read_user_feed(
     engine: EngineDep,
     user: CurrentUser,
     _: Annotated[None, Depends(only_parameters("after", "limit"))],
-    after: Annotated[int, Query(ge=0, description="a seq; events after it are returned")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=2**63 - 1, description="a seq; events after it are returned")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
 ) -> Response:
     with read_connection(engine) as conn:
@@ -57,4 +59,4 @@ def read_user_feed(
     if page.has_more:
         next_url = request.url.include_query_params(after=page.events[-1].seq, limit=limit)
         headers["Link"] = f'<{next_url}>; rel="next"'
-    return json_response([event_body(event) for event in page.events], 200, headers)
+    return events_response(page.events, headers)

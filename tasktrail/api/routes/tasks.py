@@ -26,7 +26,7 @@ from tasktrail.api.deps import (
     require_json_content_type,
     validate_json,
 )
-from tasktrail.api.idempotency import IdempotencyKeyDep, run_write
+from tasktrail.api.idempotency import IdempotencyKeyDep, Written, run_write
 from tasktrail.api.openapi import json_request_body, problems
 from tasktrail.api.problems import Problem, task_not_found
 from tasktrail.api.representation import etag, json_response, task_body
@@ -105,9 +105,10 @@ def create_task(
         completed=body.completed,
     )
 
-    def write(conn: Connection) -> Response:
-        task = _task_of(handlers.create_task(conn, command).state, command.task_id)
-        return task_response(task, 201, Location=task_location(task))
+    def write(conn: Connection) -> Written:
+        outcome = handlers.create_task(conn, command)
+        task = _task_of(outcome.state, command.task_id)
+        return Written(task_response(task, 201, Location=task_location(task)), len(outcome.events))
 
     return run_write(request, engine, context.user_id, key, write)
 
@@ -162,7 +163,8 @@ def list_user_tasks(
     parsed_sort = Sort.parse(sort)
     tags = tuple(_query_text("tag", value, max_length=50) for value in tag or ())
     bound_to = fingerprint(
-        {name: request.query_params.getlist(name) for name in request.query_params}
+        request.url.path,
+        {name: request.query_params.getlist(name) for name in request.query_params},
     )
     query = ListTasks(
         user_id=user.user_id,
@@ -363,8 +365,8 @@ def complete_task(
         context=context, task_id=task_id, completed=completed, expected_versions=if_match
     )
 
-    def write(conn: Connection) -> Response:
-        return task_response(_task_of(handlers.complete_task(conn, command).state, task_id))
+    def write(conn: Connection) -> Written:
+        return _answer(handlers.complete_task(conn, command), task_id)
 
     return run_write(request, engine, context.user_id, key, write)
 
@@ -386,9 +388,9 @@ def delete_task(
 ) -> Response:
     command = DeleteTask(context=context, task_id=task_id, expected_versions=if_match)
 
-    def write(conn: Connection) -> Response:
-        handlers.delete_task(conn, command)
-        return Response(status_code=204)
+    def write(conn: Connection) -> Written:
+        outcome = handlers.delete_task(conn, command)
+        return Written(Response(status_code=204), len(outcome.events))
 
     return run_write(request, engine, context.user_id, key, write)
 
@@ -409,17 +411,21 @@ def restore_task(
 ) -> Response:
     command = RestoreTask(context=context, task_id=task_id)
 
-    def write(conn: Connection) -> Response:
-        return task_response(_task_of(handlers.restore_task(conn, command).state, task_id))
+    def write(conn: Connection) -> Written:
+        return _answer(handlers.restore_task(conn, command), task_id)
 
     return run_write(request, engine, context.user_id, key, write)
 
 
-def _updating(command: UpdateTask) -> Callable[[Connection], Response]:
-    def write(conn: Connection) -> Response:
-        return task_response(_task_of(handlers.update_task(conn, command).state, command.task_id))
+def _updating(command: UpdateTask) -> Callable[[Connection], Written]:
+    def write(conn: Connection) -> Written:
+        return _answer(handlers.update_task(conn, command), command.task_id)
 
     return write
+
+
+def _answer(outcome: handlers.Outcome, task_id: str) -> Written:
+    return Written(task_response(_task_of(outcome.state, task_id)), len(outcome.events))
 
 
 def _task_of(state: TaskState | None, task_id: str) -> TaskState:
