@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     # Seconds; every wait on the database is bounded so that an outage is a 503, not a hang.
     pool_timeout: float = Field(5.0, gt=0, validation_alias="TASKTRAIL_POOL_TIMEOUT")
     connect_timeout: int = Field(5, ge=1, validation_alias="TASKTRAIL_CONNECT_TIMEOUT")
+    body_timeout: float = Field(30.0, gt=0, validation_alias="TASKTRAIL_BODY_TIMEOUT")
     statement_timeout_ms: int = Field(
         10_000, ge=100, validation_alias="TASKTRAIL_STATEMENT_TIMEOUT_MS"
     )

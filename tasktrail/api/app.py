@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from tasktrail import __version__
 from tasktrail.api.auth import SharedSecret, TokenVerifier
 from tasktrail.api.metrics import Metrics
-from tasktrail.api.openapi import add_problem_schema
+from tasktrail.api.openapi import finish_document
 from tasktrail.api.problems import install_problem_handlers
 from tasktrail.api.request_context import RequestContextMiddleware, UnhandledErrorMiddleware
 from tasktrail.api.routes import events, health, tasks
@@ -109,7 +109,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
                 description=app.description,
                 routes=app.routes,
             )
-            add_problem_schema(document)
+            finish_document(document)
             app.openapi_schema = document
         return app.openapi_schema
 

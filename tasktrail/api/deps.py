@@ -11,7 +11,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, Request
+import anyio
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
@@ -116,9 +117,16 @@ def parse_entity_tags(header: str) -> list[tuple[bool, str]] | None:
     return tags
 
 
-async def expected_versions(request: Request) -> ExpectedVersions:
+async def expected_versions(
+    header: Annotated[
+        str | None,
+        Header(
+            alias="If-Match",
+            description='the ETag you read ("3"); a stale one is 412 and changes nothing',
+        ),
+    ] = None,
+) -> ExpectedVersions:
     """The versions `If-Match` accepts; strong comparison, so a weak tag matches nothing."""
-    header = request.headers.get("if-match")
     if header is None:
         return None
     tags = parse_entity_tags(header)
@@ -140,19 +148,31 @@ def _is_json(content_type: str | None) -> bool:
 
 
 async def read_body(request: Request) -> bytes:
-    """The body, cut off past 64 KiB while it is read: a huge upload is never held whole."""
+    """The body, cut off past 64 KiB while it is read: a huge upload is never held whole.
+
+    A client that takes longer than TASKTRAIL_BODY_TIMEOUT to send it is cut off too (408), so a
+    trickle of bytes cannot keep a request open forever.
+    """
+    seconds: float = request.app.state.settings.body_timeout
+    too_large = Problem(413, f"The body is over {MAX_BODY_BYTES // 1024} KiB; send a smaller one.")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise Problem(413, f"The body is over {MAX_BODY_BYTES // 1024} KiB; send a smaller one.")
+        raise too_large
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise Problem(
-                413, f"The body is over {MAX_BODY_BYTES // 1024} KiB; send a smaller one."
-            )
-        chunks.append(chunk)
+    try:
+        with anyio.fail_after(seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise too_large
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Problem(
+            408,
+            f"The body did not arrive within {seconds:g} seconds; send it at once.",
+            headers={"Connection": "close"},
+        ) from None
     body = b"".join(chunks)
     request.state.raw_body = body  # the idempotency fingerprint covers the body as sent
     return body

@@ -16,7 +16,8 @@ _MEANINGS = {
     401: "No token, a malformed header, or a token that fails a check",
     403: "The token's user is not the path's user",
     404: "No such task for this user (or deleted), or a task id that is not a UUID",
-    409: "Conflict",
+    408: "The body did not arrive within the body timeout (TASKTRAIL_BODY_TIMEOUT, 30 s)",
+    409: "An Idempotency-Key still being processed; for restore, a task that is not deleted",
     412: "If-Match does not hold the task's current ETag",
     413: "The body is over 64 KiB",
     415: "The body is not sent as JSON",
@@ -38,12 +39,69 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return documented
 
 
-def add_problem_schema(document: dict[str, Any]) -> None:
-    """Problem responses refer to ProblemOut; FastAPI only lists models it validates itself."""
+def _header(description: str, schema_type: str = "string") -> dict[str, Any]:
+    return {"description": description, "schema": {"type": schema_type}}
+
+
+_HEADERS = {
+    "ETag": _header('the task\'s version as an entity tag: "<version>"'),
+    "Location": _header("the path of the new task"),
+    "Link": _header('<url>; rel="next" while more remain'),
+    "X-Total-Count": _header("how many items match, over all pages", "integer"),
+    "Idempotent-Replayed": _header("true when this is the stored answer of an earlier request"),
+}
+
+# The success headers of each operation, by (path, method).
+_SUCCESS_HEADERS: dict[tuple[str, str], tuple[str, ...]] = {
+    ("/api/{user_id}/tasks", "post"): ("ETag", "Location", "Idempotent-Replayed"),
+    ("/api/{user_id}/tasks", "get"): ("Link", "X-Total-Count"),
+    ("/api/{user_id}/tasks/{task_id}", "get"): ("ETag",),
+    ("/api/{user_id}/tasks/{task_id}", "put"): ("ETag", "Idempotent-Replayed"),
+    ("/api/{user_id}/tasks/{task_id}", "patch"): ("ETag", "Idempotent-Replayed"),
+    ("/api/{user_id}/tasks/{task_id}", "delete"): ("Idempotent-Replayed",),
+    ("/api/{user_id}/tasks/{task_id}/complete", "patch"): ("ETag", "Idempotent-Replayed"),
+    ("/api/{user_id}/tasks/{task_id}/restore", "post"): ("ETag", "Idempotent-Replayed"),
+    ("/api/{user_id}/events", "get"): ("Link",),
+}
+
+_REQUEST_ID_PARAMETER = {
+    "name": "X-Request-ID",
+    "in": "header",
+    "required": False,
+    "description": "kept when 1 to 128 of A-Z a-z 0-9 . _ -, else replaced by a new UUID; "
+    "every response carries it, and so do the logs",
+    "schema": {"type": "string"},
+}
+
+
+def finish_document(document: dict[str, Any]) -> None:
+    """What FastAPI cannot infer: problem schema, headers of every response, the 500."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
     schemas["ProblemOut"] = ProblemOut.model_json_schema(
         ref_template="#/components/schemas/{model}"
     )
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            operation.setdefault("parameters", []).append(_REQUEST_ID_PARAMETER)
+            responses = operation["responses"]
+            if path.startswith("/api/"):
+                responses["500"] = {
+                    "description": "A fault of the server (a bug): problem details with the "
+                    "request_id, never a stack trace",
+                    "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}},
+                }
+            for status, response in responses.items():
+                headers = response.setdefault("headers", {})
+                headers["X-Request-ID"] = _header("the request's id, as in the logs")
+                if status == "401":
+                    headers["WWW-Authenticate"] = _header('Bearer error="invalid_token"')
+                elif status == "503":
+                    headers["Retry-After"] = _header("seconds to wait before retrying", "integer")
+                elif status == "304":
+                    headers["ETag"] = _HEADERS["ETag"]
+                elif status.startswith("2"):
+                    for name in _SUCCESS_HEADERS.get((path, method), ()):
+                        headers[name] = _HEADERS[name]
 
 
 def json_request_body(

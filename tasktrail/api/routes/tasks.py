@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import uuid_utils
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy import Connection
 from starlette.responses import Response
 
@@ -65,7 +65,7 @@ router = APIRouter(tags=["tasks"])
 
 TASKS = "/api/{user_id}/tasks"
 TASK = "/api/{user_id}/tasks/{task_id}"
-_WRITE_PROBLEMS = (401, 403, 404, 412, 413, 415, 422, 503)
+_WRITE_PROBLEMS = (401, 403, 404, 408, 409, 412, 413, 415, 422, 503)
 
 
 def task_location(task: TaskState) -> str:
@@ -81,7 +81,7 @@ def task_response(task: TaskState, status_code: int = 200, **headers: str) -> Re
     status_code=201,
     response_model=TaskOut,
     summary="Create a task",
-    responses=problems(401, 403, 413, 415, 422, 503),
+    responses=problems(401, 403, 408, 409, 413, 415, 422, 503),
     openapi_extra=json_request_body(TaskCreate),
     dependencies=[Depends(only_parameters())],
 )
@@ -227,12 +227,20 @@ def _keyset_position(cursor: str, bound_to: str, sort: Sort) -> KeysetPosition:
     responses=problems(304, 401, 403, 404, 422, 503),
     dependencies=[Depends(only_parameters())],
 )
-def read_task(request: Request, engine: EngineDep, user: CurrentUser, task_id: TaskId) -> Response:
+def read_task(
+    engine: EngineDep,
+    user: CurrentUser,
+    task_id: TaskId,
+    if_none_match: Annotated[
+        str | None,
+        Header(alias="If-None-Match", description="an ETag you hold; 304 while it is current"),
+    ] = None,
+) -> Response:
     with read_connection(engine) as conn:
         task = get_task(conn, user.user_id, task_id)
     if task is None:
         raise task_not_found(task_id)
-    if _not_modified(request.headers.get("if-none-match"), task):
+    if _not_modified(if_none_match, task):
         return Response(status_code=304, headers={"ETag": etag(task)})
     return task_response(task)
 
@@ -375,7 +383,7 @@ def complete_task(
     TASK,
     status_code=204,
     summary="Delete a task (its history stays)",
-    responses=problems(401, 403, 404, 412, 422, 503),
+    responses=problems(401, 403, 404, 409, 412, 422, 503),
     dependencies=[Depends(only_parameters())],
 )
 def delete_task(
