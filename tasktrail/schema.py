@@ -114,7 +114,12 @@ tasks = Table(
     Column("title", String(200), nullable=False),
     # Case-folded copies, computed by the service with str.casefold() so that both engines sort
     # and search alike (neither engine's lower() folds like Python does).
-    Column("title_folded", String(800), nullable=False),
+    # Collated by code point on PostgreSQL too (migration 0004), as SQLite compares text.
+    Column(
+        "title_folded",
+        String(800).with_variant(String(800, collation="C"), "postgresql"),
+        nullable=False,
+    ),
     Column("description", String(1000), nullable=True),
     Column("description_folded", String(4000), nullable=True),
     Column("completed", Boolean, nullable=False),
