@@ -132,12 +132,14 @@ tasks = Table(
     Column("completed_at", UTCDateTime, nullable=True),
     Column("deleted_at", UTCDateTime, nullable=True),
     Column("version", Integer, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
     CheckConstraint("priority BETWEEN 0 AND 3", name="ck_tasks_priority"),
     Index("ix_tasks_user_created", "user_id", "created_at", "id"),
     Index("ix_tasks_user_updated", "user_id", "updated_at", "id"),
     Index("ix_tasks_user_title", "user_id", "title_folded", "id"),
     Index("ix_tasks_user_due", "user_id", "due_at", "id"),
     Index("ix_tasks_user_priority", "user_id", "priority", "id"),
+    Index("ix_tasks_user_last_seq", "user_id", "last_seq"),
 )
 
 # The first 2xx response of a keyed write, stored in that write's own transaction, so a key is

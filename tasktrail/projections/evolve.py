@@ -25,6 +25,8 @@ class FoldableEvent(Protocol):
     @property
     def task_id(self) -> str: ...
     @property
+    def seq(self) -> int: ...
+    @property
     def version(self) -> int: ...
     @property
     def type(self) -> str: ...
@@ -40,7 +42,7 @@ def evolve(state: TaskState | None, event: FoldableEvent) -> TaskState | None:
         if event.type != EventType.TASK_CREATED:
             return None  # a stream that does not start with a creation describes no task
         return _created(event)
-    touched = dataclasses.replace(state, updated_at=at, version=event.version)
+    touched = dataclasses.replace(state, updated_at=at, version=event.version, last_seq=event.seq)
     match event.type:
         case EventType.TASK_UPDATED:
             return dataclasses.replace(touched, **_field_values(event.data.get("changes", {})))
@@ -81,6 +83,7 @@ def _created(event: FoldableEvent) -> TaskState:
         completed_at=at if completed else None,
         deleted_at=None,
         version=event.version,
+        last_seq=event.seq,
     )
 
 

@@ -35,6 +35,7 @@ def task_row(state: TaskState) -> dict[str, Any]:
         "completed_at": state.completed_at,
         "deleted_at": state.deleted_at,
         "version": state.version,
+        "last_seq": state.last_seq,
     }
 
 

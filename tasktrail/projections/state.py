@@ -24,6 +24,9 @@ class TaskState:
     completed_at: datetime | None
     deleted_at: datetime | None
     version: int
+    # The user's seq of the last event folded in: tells a paging client's snapshot which tasks
+    # changed after it (queries/tasks.py).
+    last_seq: int = 0
 
     @property
     def deleted(self) -> bool:

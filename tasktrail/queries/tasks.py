@@ -2,7 +2,13 @@
 
 Every sort is a keyset walk over `(sort key, id)`, served by an index that starts with
 `user_id`, so a page costs the same on the first page and the thousandth, and a task created or
-deleted between pages never shifts the others. Case folding (`title`, `q`, `tag`) uses the
+deleted between pages never shifts the others.
+
+A task edited between pages keeps its place in the walk. The first page notes the user's seq
+(the walk's snapshot); a task whose `last_seq` is higher changed since, so its place is its sort
+key as of the snapshot, folded from the log, while its body is the current one. So a task that
+exists and matches throughout is seen exactly once, whatever is renamed, rescheduled or
+reprioritised meanwhile. Case folding (`title`, `q`, `tag`) uses the
 `*_folded` columns that the projector fills with Python's `str.casefold()`, so both engines
 compare exactly the same text.
 """
@@ -13,7 +19,8 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from functools import cmp_to_key, partial
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -31,8 +38,14 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import KeyedColumnElement
 
 from tasktrail.events.encoding import format_timestamp, parse_timestamp
+from tasktrail.events.store import event_columns, event_from_row
+from tasktrail.events.types import Event
+from tasktrail.projections.evolve import fold
 from tasktrail.projections.state import TaskState
-from tasktrail.schema import tasks
+from tasktrail.schema import events, tasks, user_streams
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsAllComparisons
 
 
 class StatusFilter(StrEnum):
@@ -84,6 +97,8 @@ class ListTasks:
     due_after: datetime | None = None
     limit: int = 100
     after: KeysetPosition | None = None
+    # The user's seq when the walk began; None on a first page, which takes the current one.
+    snapshot_seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +141,7 @@ class TaskPage:
     tasks: list[TaskState]
     total: int
     next_position: KeysetPosition | None
+    snapshot_seq: int
 
 
 def get_task(conn: Connection, user_id: str, task_id: str) -> TaskState | None:
@@ -141,24 +157,114 @@ def get_task(conn: Connection, user_id: str, task_id: str) -> TaskState | None:
 
 
 def list_tasks(conn: Connection, query: ListTasks) -> TaskPage:
+    snapshot = query.snapshot_seq
+    if snapshot is None:
+        snapshot = _current_seq(conn, query.user_id)  # read before the rows: see the docstring
     filters = _filters(conn, query)
     column = _SORT_COLUMNS[query.sort.field]
-    statement = select(tasks).where(*filters)
-    if query.after is not None:
-        statement = statement.where(_after(column, query.sort, query.after))
     key = column.desc() if query.sort.descending else column.asc()
     if query.sort.field is SortField.DUE:
         key = key.nulls_last()  # tasks without a due date come last in both directions
     order = (key, tasks.c.id.desc() if query.sort.descending else tasks.c.id.asc())
+    # Tasks unchanged since the snapshot: their current key is their key in the walk.
+    unchanged = select(tasks).where(*filters, tasks.c.last_seq <= snapshot)
+    if query.after is not None:
+        unchanged = unchanged.where(_after(column, query.sort, query.after))
     # One row more than asked tells whether another page follows.
-    rows = conn.execute(statement.order_by(*order).limit(query.limit + 1)).all()
+    rows = conn.execute(unchanged.order_by(*order).limit(query.limit + 1)).all()
+    walk: list[tuple[KeysetPosition, TaskState]] = [
+        (KeysetPosition(getattr(row, column.key), str(row.id)), state_from_row(row)) for row in rows
+    ]
+    walk.extend(_changed_since(conn, query, filters, snapshot))
+    walk.sort(key=lambda entry: _walk_order(entry[0], query.sort))
+    del walk[query.limit + 1 :]
     total = conn.execute(select(func.count()).select_from(tasks).where(*filters)).scalar_one()
-    page = [state_from_row(row) for row in rows[: query.limit]]
-    next_position = None
-    if len(rows) > query.limit:
-        last = rows[query.limit - 1]
-        next_position = KeysetPosition(getattr(last, column.key), str(last.id))
-    return TaskPage(tasks=page, total=total, next_position=next_position)
+    next_position = walk[query.limit - 1][0] if len(walk) > query.limit else None
+    return TaskPage(
+        tasks=[state for _, state in walk[: query.limit]],
+        total=total,
+        next_position=next_position,
+        snapshot_seq=snapshot,
+    )
+
+
+def _walk_order(position: KeysetPosition, sort: Sort) -> SupportsAllComparisons:
+    return cmp_to_key(partial(compare_positions, sort=sort))(position)
+
+
+def _current_seq(conn: Connection, user_id: str) -> int:
+    seq = conn.execute(
+        select(user_streams.c.last_seq).where(user_streams.c.user_id == user_id)
+    ).scalar_one_or_none()
+    return 0 if seq is None else int(seq)
+
+
+def _changed_since(
+    conn: Connection, query: ListTasks, filters: list[ColumnElement[bool]], snapshot: int
+) -> list[tuple[KeysetPosition, TaskState]]:
+    """Matching tasks changed after the snapshot, placed by their key as of the snapshot.
+
+    Usually none or a few: only what the user changed while walking.
+    """
+    rows = conn.execute(select(tasks).where(*filters, tasks.c.last_seq > snapshot)).all()
+    if not rows:
+        return []
+    then = _states_at(conn, query.user_id, [row.id for row in rows], snapshot)
+    placed = []
+    for row in rows:
+        now = state_from_row(row)
+        # A task made after the snapshot has no past: it takes its place by its current key.
+        position = KeysetPosition(_sort_value(then.get(now.id) or now, query.sort.field), now.id)
+        if query.after is None or compare_positions(position, query.after, query.sort) > 0:
+            placed.append((position, now))
+    return placed
+
+
+def _states_at(
+    conn: Connection, user_id: str, task_ids: list[uuid.UUID], seq: int
+) -> dict[str, TaskState]:
+    """The tasks as the log had them at the user's `seq` (absent: they did not exist yet)."""
+    history = conn.execute(
+        select(*event_columns())
+        .where(events.c.user_id == user_id, events.c.task_id.in_(task_ids), events.c.seq <= seq)
+        .order_by(events.c.task_id, events.c.version)
+    ).all()
+    streams: dict[str, list[Event]] = {}
+    for row in history:
+        event = event_from_row(row._mapping)
+        streams.setdefault(event.task_id, []).append(event)
+    states = {task_id: fold(stream) for task_id, stream in streams.items()}
+    return {task_id: state for task_id, state in states.items() if state is not None}
+
+
+def _sort_value(state: TaskState, field: SortField) -> Any:
+    match field:
+        case SortField.CREATED:
+            return state.created_at
+        case SortField.UPDATED:
+            return state.updated_at
+        case SortField.TITLE:
+            return state.title.casefold()  # what the projector stores in title_folded
+        case SortField.DUE:
+            return state.due_at
+        case SortField.PRIORITY:
+            return state.priority
+
+
+def compare_positions(a: KeysetPosition, b: KeysetPosition, sort: Sort) -> int:
+    """Negative when `a` comes first in the walk: the SQL order, in Python.
+
+    Ties go by id in the sort's direction; tasks without a due date come last either way.
+    Titles compare by code point, as both engines do (PostgreSQL through COLLATE "C").
+    """
+    if (a.value is None) != (b.value is None):
+        return 1 if a.value is None else -1
+    first: tuple[Any, ...] = (uuid.UUID(a.task_id),)
+    second: tuple[Any, ...] = (uuid.UUID(b.task_id),)
+    if a.value is not None:
+        first, second = (a.value, *first), (b.value, *second)
+    order = (first > second) - (first < second)
+    return -order if sort.descending else order
 
 
 def _after(
@@ -227,4 +333,5 @@ def state_from_row(row: Row[Any]) -> TaskState:
         completed_at=row.completed_at,
         deleted_at=row.deleted_at,
         version=row.version,
+        last_seq=row.last_seq,
     )

@@ -44,6 +44,7 @@ BASE = TaskState(
     completed_at=None,
     deleted_at=None,
     version=1,
+    last_seq=1,
 )
 
 
@@ -135,23 +136,25 @@ def test_each_event_changes_exactly_its_fields_plus_version_and_updated_at(
 ) -> None:
     """On a live pending task, an event changes its own fields, version and updated_at only."""
     after = evolve(BASE, event(type, data, version=2, at=T1))
-    assert after == dataclasses.replace(BASE, version=2, updated_at=T1, **effect)
+    assert after == dataclasses.replace(BASE, version=2, last_seq=2, updated_at=T1, **effect)
 
 
 def test_task_reopened_clears_completion() -> None:
     """TaskReopened makes a completed task pending again, without completed_at."""
     done = dataclasses.replace(BASE, completed=True, completed_at=T0)
     after = evolve(done, event(EventType.TASK_REOPENED, version=2, at=T1))
-    assert after == dataclasses.replace(BASE, version=2, updated_at=T1)
+    assert after == dataclasses.replace(BASE, version=2, last_seq=2, updated_at=T1)
     assert after is not None
     assert after.status == "pending"
 
 
 def test_task_restored_brings_a_deleted_task_back_with_its_completion() -> None:
     """TaskRestored clears deleted_at and keeps every other field, completion included."""
-    gone = dataclasses.replace(BASE, completed=True, completed_at=T0, deleted_at=T0, version=3)
+    gone = dataclasses.replace(
+        BASE, completed=True, completed_at=T0, deleted_at=T0, version=3, last_seq=3
+    )
     after = evolve(gone, event(EventType.TASK_RESTORED, version=4, at=T1))
-    assert after == dataclasses.replace(gone, deleted_at=None, version=4, updated_at=T1)
+    assert after == dataclasses.replace(gone, deleted_at=None, version=4, last_seq=4, updated_at=T1)
     assert after is not None
     assert not after.deleted
 
@@ -180,6 +183,7 @@ def test_fold_of_a_whole_history_gives_the_final_task() -> None:
         created_at=times[0],
         updated_at=times[7],
         version=8,
+        last_seq=8,
     )
 
 
@@ -206,7 +210,7 @@ def test_fold_equals_evolving_one_event_at_a_time() -> None:
 def test_an_unknown_event_type_only_bumps_version_and_updated_at() -> None:
     """A type this reader does not know leaves the task as it was except version/updated_at."""
     unknown = event("TaskArchived", {"title": "ignored", "completed": True}, version=2, at=T1)
-    assert evolve(BASE, unknown) == dataclasses.replace(BASE, version=2, updated_at=T1)
+    assert evolve(BASE, unknown) == dataclasses.replace(BASE, version=2, last_seq=2, updated_at=T1)
 
 
 def test_a_history_with_an_unknown_event_in_the_middle_still_folds() -> None:
@@ -217,7 +221,7 @@ def test_a_history_with_an_unknown_event_in_the_middle_still_folds() -> None:
         event(EventType.TASK_COMPLETED, version=3, at=T1),
     ]
     assert fold(history) == dataclasses.replace(
-        BASE, completed=True, completed_at=T1, updated_at=T1, version=3
+        BASE, completed=True, completed_at=T1, updated_at=T1, version=3, last_seq=3
     )
 
 
@@ -324,5 +328,9 @@ def test_evolve_applies_any_written_event_without_validating_it(
     """evolve replays events that break the rules instead of refusing them."""
     after = evolve(before, incoming)
     assert after == dataclasses.replace(
-        before, version=incoming.version, updated_at=incoming.occurred_at, **effect
+        before,
+        version=incoming.version,
+        last_seq=incoming.seq,
+        updated_at=incoming.occurred_at,
+        **effect,
     )

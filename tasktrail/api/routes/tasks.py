@@ -50,7 +50,7 @@ from tasktrail.commands.types import (
 from tasktrail.database import read_connection
 from tasktrail.events.encoding import parse_timestamp
 from tasktrail.projections.state import TaskState
-from tasktrail.queries.cursor import decode_cursor, encode_cursor, fingerprint
+from tasktrail.queries.cursor import Cursor, decode_cursor, encode_cursor, fingerprint
 from tasktrail.queries.tasks import (
     KeysetPosition,
     ListTasks,
@@ -123,7 +123,10 @@ _SORTS = ", ".join(f"{sign}{name}" for name in SortField for sign in ("", "-"))
     summary="List tasks",
     description='A page of the user\'s tasks. `Link: <...>; rel="next"` points to the next page '
     "while more remain; `X-Total-Count` counts every task that matches. A cursor is bound to the "
-    "parameters it came with: only `limit` may change between pages.",
+    "parameters it came with: only `limit` may change between pages. A walk keeps the order it "
+    "began with: a task edited between pages keeps its place (its body is current), so a task "
+    "that exists and matches throughout is seen exactly once; a task deleted meanwhile is gone, "
+    "one created meanwhile appears if it sorts after the cursor.",
     responses=problems(401, 403, 422, 503),
 )
 def list_user_tasks(
@@ -175,13 +178,13 @@ def list_user_tasks(
         due_before=_query_timestamp("due_before", due_before),
         due_after=_query_timestamp("due_after", due_after),
         limit=limit,
-        after=None if cursor is None else _keyset_position(cursor, bound_to, parsed_sort),
+        **_continuing(cursor, bound_to, parsed_sort),
     )
     with read_connection(engine) as conn:
         page = list_tasks(conn, query)
     headers = {"X-Total-Count": str(page.total)}
     if page.next_position is not None:
-        token = encode_cursor(page.next_position.to_json(), bound_to)
+        token = encode_cursor(Cursor(page.next_position.to_json(), page.snapshot_seq), bound_to)
         headers["Link"] = f'<{request.url.include_query_params(cursor=token)}>; rel="next"'
     return json_response([task_body(task) for task in page.tasks], 200, headers)
 
@@ -213,11 +216,16 @@ def _query_timestamp(name: str, value: str | None) -> datetime | None:
         raise _query_problem(name, str(error)) from None
 
 
-def _keyset_position(cursor: str, bound_to: str, sort: Sort) -> KeysetPosition:
+def _continuing(cursor: str | None, bound_to: str, sort: Sort) -> dict[str, Any]:
+    """Where the walk stands and its snapshot, from the cursor; nothing on a first page."""
+    if cursor is None:
+        return {}
     try:
-        return KeysetPosition.from_json(sort, decode_cursor(cursor, bound_to))
+        decoded = decode_cursor(cursor, bound_to)
+        position = KeysetPosition.from_json(sort, decoded.key)
     except ValueError as error:  # InvalidCursor is a ValueError too
         raise _query_problem("cursor", str(error)) from None
+    return {"after": position, "snapshot_seq": decoded.snapshot_seq}
 
 
 @router.get(
