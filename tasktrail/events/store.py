@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, RowMapping, select, update
 
 from tasktrail.database import dialect_insert
-from tasktrail.events.chain import GENESIS_HASH, data_hash, event_hash, hashed_fields
+from tasktrail.events.chain import GENESIS_HASH, data_hash, recompute_hash
 from tasktrail.events.types import CURRENT_SCHEMA_VERSION, Event, NewEvent
 from tasktrail.schema import events, user_streams
 
@@ -77,37 +78,23 @@ def append(
     prev_hash, seq = head.hash, head.seq
     for offset, new in enumerate(new_events, start=1):
         seq += 1
-        fields = hashed_fields(
+        unsealed = Event(
             user_id=head.user_id,
             seq=seq,
             task_id=task_id,
             version=base_version + offset,
             type=new.type.value,
             schema_version=CURRENT_SCHEMA_VERSION,
+            data=new.data,
             data_hash=data_hash(new.data),
             occurred_at=occurred_at,
             actor=actor,
             request_id=request_id,
             prev_hash=prev_hash,
+            hash="",
         )
-        prev_hash = event_hash(fields)
-        appended.append(
-            Event(
-                user_id=head.user_id,
-                seq=seq,
-                task_id=task_id,
-                version=base_version + offset,
-                type=new.type.value,
-                schema_version=CURRENT_SCHEMA_VERSION,
-                data=new.data,
-                data_hash=fields["data_hash"],
-                occurred_at=occurred_at,
-                actor=actor,
-                request_id=request_id,
-                prev_hash=fields["prev_hash"],
-                hash=prev_hash,
-            )
-        )
+        prev_hash = recompute_hash(unsealed)
+        appended.append(dataclasses.replace(unsealed, hash=prev_hash))
     if not appended:
         return appended
     conn.execute(events.insert(), [_row_of(event) for event in appended])

@@ -95,13 +95,7 @@ def create_task(
     command = CreateTask(
         context=context,
         task_id=str(uuid_utils.uuid7()),  # version 7: ids sort by creation time
-        fields=TaskFields(
-            title=body.title,
-            description=body.description,
-            due_at=body.due_at,
-            priority=body.priority,
-            tags=tuple(body.tags),
-        ),
+        fields=_fields_of(body),
         completed=body.completed,
     )
 
@@ -278,17 +272,10 @@ def replace_task(
     if_match: IfMatch,
     body: Annotated[TaskReplace, Depends(json_body(TaskReplace))],
 ) -> Response:
-    fields = TaskFields(
-        title=body.title,
-        description=body.description,
-        due_at=body.due_at,
-        priority=body.priority,
-        tags=tuple(body.tags),
-    )
     command = UpdateTask(
         context=context,
         task_id=task_id,
-        changes=fields.as_changes(),
+        changes=_fields_of(body).as_changes(),
         completed=body.completed,
         expected_versions=if_match,
     )
@@ -442,6 +429,17 @@ def _updating(command: UpdateTask) -> Callable[[Connection], Written]:
 
 def _answer(outcome: handlers.Outcome, task_id: str) -> Written:
     return Written(task_response(_task_of(outcome.state, task_id)), len(outcome.events))
+
+
+def _fields_of(body: TaskCreate | TaskReplace) -> TaskFields:
+    """Every editable field of a create or a PUT (absent ones at their defaults)."""
+    return TaskFields(
+        title=body.title,
+        description=body.description,
+        due_at=body.due_at,
+        priority=body.priority,
+        tags=tuple(body.tags),
+    )
 
 
 def _task_of(state: TaskState | None, task_id: str) -> TaskState:
