@@ -154,4 +154,5 @@ idempotency_keys = Table(
     Column("headers", JSON, nullable=True),
     Column("body", LargeBinary, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_idempotency_keys_created_at", "created_at"),
 )

@@ -11,6 +11,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine, func, select, update
 
+from tasktrail.api.idempotency import purge_expired
 from tasktrail.schema import events, idempotency_keys
 from tests.conftest import Api, auth, live_server
 
@@ -185,3 +186,28 @@ def test_concurrent_duplicates_create_one_task(app: FastAPI, engine: Engine, use
     replayed = [response.headers.get("idempotent-replayed") for response in responses]
     assert replayed.count("true") == 9
     assert event_count(engine, user_id) == 1
+
+
+def test_the_sweep_purges_expired_keys_of_every_user_and_keeps_fresh_ones(
+    engine: Engine, make_api: Any
+) -> None:
+    """Keys of users who never write again go too, once older than 24 h."""
+    gone, kept = make_api(), make_api()
+    gone.request("POST", json={"title": "a"}, headers=keyed("old"))
+    kept.request("POST", json={"title": "b"}, headers=keyed("new"))
+    with engine.begin() as conn:
+        conn.execute(
+            update(idempotency_keys)
+            .where(idempotency_keys.c.user_id == gone.user_id)
+            .values(created_at=datetime.now(UTC) - timedelta(days=2))
+        )
+    assert purge_expired(engine) >= 1
+    with engine.connect() as conn:
+        left = set(
+            conn.scalars(
+                select(idempotency_keys.c.user_id).where(
+                    idempotency_keys.c.user_id.in_([gone.user_id, kept.user_id])
+                )
+            )
+        )
+    assert left == {kept.user_id}

@@ -6,22 +6,29 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
+import anyio.to_thread
+import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from sqlalchemy import Engine
+from sqlalchemy import Engine, exc
 
 from tasktrail import __version__
 from tasktrail.api.auth import SharedSecret, TokenVerifier
+from tasktrail.api.idempotency import purge_expired
 from tasktrail.api.metrics import Metrics
 from tasktrail.api.openapi import finish_document
 from tasktrail.api.problems import install_problem_handlers
 from tasktrail.api.request_context import RequestContextMiddleware, UnhandledErrorMiddleware
 from tasktrail.api.routes import events, health, tasks
 from tasktrail.api.routes import metrics as metrics_route
-from tasktrail.database import create_database_engine
+from tasktrail.database import DatabaseUnavailable, create_database_engine
 from tasktrail.logs import configure_logging
 from tasktrail.settings import Settings, load_settings, with_development_secret
+
+SWEEP_SECONDS = 600
+_log = structlog.get_logger("tasktrail.app")
 
 # What a browser's script may read of a response (CORS hides everything else).
 EXPOSED_HEADERS = (
@@ -56,7 +63,10 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with anyio.create_task_group() as background:
+            background.start_soon(sweep_idempotency_keys, database)
+            yield
+            background.cancel_scope.cancel()
         if own_engine:
             database.dispose()
 
@@ -115,6 +125,19 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+async def sweep_idempotency_keys(engine: Engine) -> None:
+    """Purge expired idempotency keys now and then, off the event loop; survive outages."""
+    while True:
+        try:
+            purged = await anyio.to_thread.run_sync(purge_expired, engine)
+        except (DatabaseUnavailable, exc.DBAPIError) as error:
+            _log.warning("idempotency key sweep failed; retrying later", error=str(error))
+        else:
+            if purged:
+                _log.info("purged expired idempotency keys", count=purged)
+        await anyio.sleep(SWEEP_SECONDS)
 
 
 def create_app_from_environment() -> FastAPI:
