@@ -24,14 +24,8 @@ from sqlalchemy import Connection, Engine, event, make_url, text
 
 from tasktrail.database import create_database_engine
 from tasktrail.migrations.runner import upgrade
-from tasktrail.queries.tasks import (
-    KeysetPosition,
-    ListTasks,
-    Sort,
-    SortField,
-    StatusFilter,
-    list_tasks,
-)
+from tasktrail.queries.list_query import KeysetPosition, ListTasks, Sort, SortField, StatusFilter
+from tasktrail.queries.tasks import list_tasks
 from tasktrail.settings import Settings
 
 ADMIN_URL = os.environ.get(

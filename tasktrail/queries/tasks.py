@@ -16,11 +16,7 @@ compare exactly the same text.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
-from datetime import datetime
-from enum import StrEnum
-from functools import cmp_to_key, partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
@@ -37,31 +33,22 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import KeyedColumnElement
 
-from tasktrail.events.encoding import format_timestamp, parse_timestamp
 from tasktrail.events.store import event_columns, event_from_row
 from tasktrail.events.types import Event
 from tasktrail.projections.evolve import fold
 from tasktrail.projections.state import TaskState
+from tasktrail.queries.list_query import (
+    KeysetPosition,
+    ListTasks,
+    Sort,
+    SortField,
+    StatusFilter,
+    TaskPage,
+    compare_positions,
+    sort_value,
+    walk_order,
+)
 from tasktrail.schema import events, tasks, user_streams
-
-if TYPE_CHECKING:
-    from _typeshed import SupportsAllComparisons
-
-
-class StatusFilter(StrEnum):
-    ALL = "all"
-    PENDING = "pending"
-    COMPLETED = "completed"
-    DELETED = "deleted"
-
-
-class SortField(StrEnum):
-    CREATED = "created"
-    UPDATED = "updated"
-    TITLE = "title"
-    DUE = "due"
-    PRIORITY = "priority"
-
 
 _SORT_COLUMNS: dict[SortField, KeyedColumnElement[Any]] = {
     SortField.CREATED: tasks.c.created_at,
@@ -70,78 +57,6 @@ _SORT_COLUMNS: dict[SortField, KeyedColumnElement[Any]] = {
     SortField.DUE: tasks.c.due_at,
     SortField.PRIORITY: tasks.c.priority,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Sort:
-    field: SortField = SortField.CREATED
-    descending: bool = True
-
-    @classmethod
-    def parse(cls, text: str) -> Sort:
-        """`created`, `-created`, ... ; ValueError for anything else."""
-        descending = text.startswith("-")
-        return cls(SortField(text.removeprefix("-")), descending)
-
-
-@dataclass(frozen=True, slots=True)
-class ListTasks:
-    """A page of a user's tasks. `after` is the keyset position of the last task already seen."""
-
-    user_id: str
-    status: StatusFilter = StatusFilter.ALL
-    sort: Sort = field(default_factory=Sort)
-    q: str | None = None
-    tags: tuple[str, ...] = ()
-    due_before: datetime | None = None
-    due_after: datetime | None = None
-    limit: int = 100
-    after: KeysetPosition | None = None
-    # The user's seq when the walk began; None on a first page, which takes the current one.
-    snapshot_seq: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class KeysetPosition:
-    """Where a page ended: the last task's sort value and id."""
-
-    value: Any
-    task_id: str
-
-    def to_json(self) -> list[Any]:
-        value = format_timestamp(self.value) if isinstance(self.value, datetime) else self.value
-        return [value, self.task_id]
-
-    @classmethod
-    def from_json(cls, sort: Sort, key: list[Any]) -> KeysetPosition:
-        """Read back what `to_json` wrote for this sort; ValueError if it cannot be."""
-        if len(key) != 2 or not isinstance(key[1], str):
-            raise ValueError("the cursor's position is malformed")
-        value, task_id = key
-        task_id = str(uuid.UUID(task_id))
-        if sort.field in (SortField.CREATED, SortField.UPDATED):
-            return cls(parse_timestamp(_text(value)), task_id)
-        if sort.field is SortField.DUE:
-            return cls(None if value is None else parse_timestamp(_text(value)), task_id)
-        if sort.field is SortField.TITLE:
-            return cls(_text(value), task_id)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError("the cursor's position is malformed")
-        return cls(value, task_id)
-
-
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("the cursor's position is malformed")
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class TaskPage:
-    tasks: list[TaskState]
-    total: int
-    next_position: KeysetPosition | None
-    snapshot_seq: int
 
 
 def get_task(conn: Connection, user_id: str, task_id: str) -> TaskState | None:
@@ -176,7 +91,7 @@ def list_tasks(conn: Connection, query: ListTasks) -> TaskPage:
         (KeysetPosition(getattr(row, column.key), str(row.id)), state_from_row(row)) for row in rows
     ]
     walk.extend(_changed_since(conn, query, filters, snapshot))
-    walk.sort(key=lambda entry: _walk_order(entry[0], query.sort))
+    walk.sort(key=lambda entry: walk_order(entry[0], query.sort))
     del walk[query.limit + 1 :]
     total = conn.execute(select(func.count()).select_from(tasks).where(*filters)).scalar_one()
     next_position = walk[query.limit - 1][0] if len(walk) > query.limit else None
@@ -186,10 +101,6 @@ def list_tasks(conn: Connection, query: ListTasks) -> TaskPage:
         next_position=next_position,
         snapshot_seq=snapshot,
     )
-
-
-def _walk_order(position: KeysetPosition, sort: Sort) -> SupportsAllComparisons:
-    return cmp_to_key(partial(compare_positions, sort=sort))(position)
 
 
 def _current_seq(conn: Connection, user_id: str) -> int:
@@ -214,7 +125,7 @@ def _changed_since(
     for row in rows:
         now = state_from_row(row)
         # A task made after the snapshot has no past: it takes its place by its current key.
-        position = KeysetPosition(_sort_value(then.get(now.id) or now, query.sort.field), now.id)
+        position = KeysetPosition(sort_value(then.get(now.id) or now, query.sort.field), now.id)
         if query.after is None or compare_positions(position, query.after, query.sort) > 0:
             placed.append((position, now))
     return placed
@@ -235,36 +146,6 @@ def _states_at(
         streams.setdefault(event.task_id, []).append(event)
     states = {task_id: fold(stream) for task_id, stream in streams.items()}
     return {task_id: state for task_id, state in states.items() if state is not None}
-
-
-def _sort_value(state: TaskState, field: SortField) -> Any:
-    match field:
-        case SortField.CREATED:
-            return state.created_at
-        case SortField.UPDATED:
-            return state.updated_at
-        case SortField.TITLE:
-            return state.title.casefold()  # what the projector stores in title_folded
-        case SortField.DUE:
-            return state.due_at
-        case SortField.PRIORITY:
-            return state.priority
-
-
-def compare_positions(a: KeysetPosition, b: KeysetPosition, sort: Sort) -> int:
-    """Negative when `a` comes first in the walk: the SQL order, in Python.
-
-    Ties go by id in the sort's direction; tasks without a due date come last either way.
-    Titles compare by code point, as both engines do (PostgreSQL through COLLATE "C").
-    """
-    if (a.value is None) != (b.value is None):
-        return 1 if a.value is None else -1
-    first: tuple[Any, ...] = (uuid.UUID(a.task_id),)
-    second: tuple[Any, ...] = (uuid.UUID(b.task_id),)
-    if a.value is not None:
-        first, second = (a.value, *first), (b.value, *second)
-    order = (first > second) - (first < second)
-    return -order if sort.descending else order
 
 
 def _after(

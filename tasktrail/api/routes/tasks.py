@@ -50,16 +50,16 @@ from tasktrail.commands.types import (
 from tasktrail.database import read_connection
 from tasktrail.events.encoding import parse_timestamp
 from tasktrail.projections.state import TaskState
+from tasktrail.queries.as_of import list_as_of, task_as_of
 from tasktrail.queries.cursor import Cursor, decode_cursor, encode_cursor, fingerprint
-from tasktrail.queries.tasks import (
+from tasktrail.queries.list_query import (
     KeysetPosition,
     ListTasks,
     Sort,
     SortField,
     StatusFilter,
-    get_task,
-    list_tasks,
 )
+from tasktrail.queries.tasks import get_task, list_tasks
 
 router = APIRouter(tags=["tasks"])
 
@@ -107,7 +107,21 @@ def create_task(
     return run_write(request, engine, context.user_id, key, write)
 
 
-_LIST_PARAMETERS = ("status", "sort", "q", "tag", "due_before", "due_after", "limit", "cursor")
+_LIST_PARAMETERS = (
+    "status",
+    "sort",
+    "q",
+    "tag",
+    "due_before",
+    "due_after",
+    "limit",
+    "cursor",
+    "as_of",
+)
+_AS_OF_DESCRIPTION = (
+    "RFC 3339 timestamp: the answer as it was at that instant, rebuilt from the task events "
+    "whose occurred_at is at or before it"
+)
 _SORTS = ", ".join(f"{sign}{name}" for name in SortField for sign in ("", "-"))
 
 
@@ -156,6 +170,7 @@ def list_user_tasks(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
     cursor: Annotated[str | None, Query(description="opaque; take it from the Link header")] = None,
+    as_of: Annotated[str | None, Query(description=_AS_OF_DESCRIPTION)] = None,
 ) -> Response:
     parsed_sort = Sort.parse(sort)
     tags = tuple(_query_text("tag", value, max_length=50) for value in tag or ())
@@ -174,8 +189,9 @@ def list_user_tasks(
         limit=limit,
         **_continuing(cursor, bound_to, parsed_sort),
     )
+    instant = _query_timestamp("as_of", as_of)
     with read_connection(engine) as conn:
-        page = list_tasks(conn, query)
+        page = list_tasks(conn, query) if instant is None else list_as_of(conn, query, instant)
     headers = {"X-Total-Count": str(page.total)}
     if page.next_position is not None:
         token = encode_cursor(Cursor(page.next_position.to_json(), page.snapshot_seq), bound_to)
@@ -225,21 +241,26 @@ def _continuing(cursor: str | None, bound_to: str, sort: Sort) -> dict[str, Any]
 @router.get(
     TASK,
     response_model=TaskOut,
-    summary="Read one live task",
+    summary="Read one live task (or as it was at as_of)",
     responses=problems(304, 401, 403, 404, 422, 503),
-    dependencies=[Depends(only_parameters())],
+    dependencies=[Depends(only_parameters("as_of"))],
 )
 def read_task(
     engine: EngineDep,
     user: CurrentUser,
     task_id: TaskId,
+    as_of: Annotated[str | None, Query(description=_AS_OF_DESCRIPTION)] = None,
     if_none_match: Annotated[
         str | None,
         Header(alias="If-None-Match", description="an ETag you hold; 304 while it is current"),
     ] = None,
 ) -> Response:
+    instant = _query_timestamp("as_of", as_of)
     with read_connection(engine) as conn:
-        task = get_task(conn, user.user_id, task_id)
+        if instant is None:
+            task = get_task(conn, user.user_id, task_id)
+        else:
+            task = task_as_of(conn, user.user_id, task_id, instant)
     if task is None:
         raise task_not_found(task_id)
     if _not_modified(if_none_match, task):
