@@ -13,8 +13,10 @@ import uvicorn
 
 from tasktrail.api.auth import AUDITOR_ROLE, is_valid_user_id
 from tasktrail.database import create_database_engine
+from tasktrail.events.chain import RecordedHead
 from tasktrail.logs import configure_logging
 from tasktrail.migrations.runner import upgrade
+from tasktrail.queries.audit import users_with_events, verify_user
 from tasktrail.settings import (
     DEV_SECRET_FILE,
     ConfigurationError,
@@ -28,6 +30,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+audit_app = typer.Typer(help="The audit trail: check the hash chains.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -132,6 +136,53 @@ def token(
     if settings.jwt_audience is not None:
         claims["aud"] = settings.jwt_audience
     typer.echo(jwt.encode(claims, settings.secret_bytes(), algorithm=settings.jwt_algorithm))
+
+
+@audit_app.command("verify")
+def audit_verify(
+    user: Annotated[
+        str | None, typer.Option(help="check this user only (default: every user)")
+    ] = None,
+    expected_head: Annotated[
+        str | None,
+        typer.Option(help="SEQ:HASH recorded earlier; the chain must still hold it (needs --user)"),
+    ] = None,
+) -> None:
+    """Recompute every data_hash and chain from the stored rows; exit 1 at the first break."""
+    expected = None
+    if expected_head is not None:
+        if user is None:
+            typer.secho(
+                "--expected-head belongs to one user's chain: give --user too",
+                err=True,
+                fg=typer.colors.RED,
+            )
+            raise typer.Exit(2)
+        try:
+            expected = RecordedHead.parse(expected_head)
+        except ValueError as error:
+            typer.secho(f"--expected-head: {error}", err=True, fg=typer.colors.RED)
+            raise typer.Exit(2) from None
+    settings = load_settings()
+    engine = create_database_engine(settings)
+    checked = 0
+    try:
+        with engine.connect() as conn:
+            users = [user] if user is not None else users_with_events(conn)
+            for user_id in users:
+                report = verify_user(conn, user_id, expected)
+                checked += 1
+                if not report.ok:
+                    typer.secho(
+                        f"BROKEN {user_id}: first bad seq {report.first_bad_seq}: {report.reason} "
+                        f"({report.events} events verified before it, head {report.head})",
+                        fg=typer.colors.RED,
+                    )
+                    raise typer.Exit(1)
+                typer.echo(f"ok {user_id}: {report.events} events, head {report.head}")
+    finally:
+        engine.dispose()
+    typer.echo(f"all {checked} chains verify")
 
 
 def main() -> None:

@@ -83,6 +83,16 @@ async def current_user(user_id: str, principal: Authenticated) -> Principal:
 CurrentUser = Annotated[Principal, Depends(current_user)]
 
 
+async def auditor(principal: Authenticated) -> Principal:
+    """A token with the auditor role; the audit API is theirs alone."""
+    if not principal.is_auditor:
+        raise Problem(403, "The audit API needs a token with the auditor role.")
+    return principal
+
+
+Auditor = Annotated[Principal, Depends(auditor)]
+
+
 async def task_id_of(task_id: str, _: CurrentUser) -> str:
     """A task id is a UUID; anything else names no task, so it is 404 (after the auth checks)."""
     try:

@@ -174,6 +174,17 @@ class EventOut(BaseModel):
     hash: str
 
 
+class VerifyOut(BaseModel):
+    user_id: str
+    events: int = Field(description="events that verified, in seq order")
+    ok: bool
+    head: str = Field(description="hash of the last event that verified (64 zeros for none)")
+    first_bad_seq: int | None = Field(
+        description="the lowest seq that is missing, out of order, or does not recompute"
+    )
+    reason: str | None
+
+
 class ProblemOut(BaseModel):
     """RFC 9457 problem details."""
 

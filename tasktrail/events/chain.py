@@ -84,29 +84,90 @@ class ChainReport:
     reason: str | None
 
 
-def verify_chain(events: Iterable[Event]) -> ChainReport:
+@dataclass(frozen=True, slots=True)
+class RecordedHead:
+    """A head written down somewhere else: `user_streams`, or an auditor's notes (`SEQ:HASH`)."""
+
+    seq: int
+    hash: str
+
+    @classmethod
+    def parse(cls, text: str) -> RecordedHead:
+        seq, separator, digest = text.partition(":")
+        if (
+            not separator
+            or not seq.isdigit()
+            or int(seq) < 1
+            or len(digest) != 64
+            or any(char not in "0123456789abcdef" for char in digest)
+        ):
+            raise ValueError("expected SEQ:HASH, a positive seq and 64 lowercase hex digits")
+        return cls(int(seq), digest)
+
+
+def verify_chain(
+    events: Iterable[Event],
+    *,
+    stream_head: RecordedHead | None = None,
+    expected_head: RecordedHead | None = None,
+) -> ChainReport:
     """Check one user's events, read in `seq` order, and name the first `seq` that breaks.
 
     Each event must be the next `seq`, link to the hash before it, and recompute both its
-    `data_hash` and its `hash` from its stored fields.
+    `data_hash` and its `hash` from its stored fields. The chain must end where `stream_head`
+    (the user's row in `user_streams`) says it does, so a cut tail shows; and the event at
+    `expected_head.seq` must still have the hash an auditor recorded, so a chain rewritten
+    consistently from end to end shows too.
     """
-    expected_prev = GENESIS_HASH
+    head = GENESIS_HASH
     count = 0
     for count, event in enumerate(events, start=1):
-        problem = _first_problem(event, count, expected_prev)
+        problem = _first_problem(event, count, head, expected_head)
         if problem is not None:
-            return ChainReport(count - 1, False, expected_prev, count, problem)
-        expected_prev = event.hash
-    return ChainReport(count, True, expected_prev, None, None)
+            return ChainReport(count - 1, False, head, count, problem)
+        head = event.hash
+    if expected_head is not None and expected_head.seq > count:
+        return ChainReport(
+            count, False, head, expected_head.seq, f"seq {expected_head.seq} is not on the chain"
+        )
+    if stream_head is not None and stream_head.seq > count:
+        return ChainReport(
+            count,
+            False,
+            head,
+            count + 1,
+            f"the log ends at seq {count} but user_streams says it ends at seq "
+            f"{stream_head.seq}: events were removed from its end",
+        )
+    if stream_head is not None and (stream_head.seq, stream_head.hash) != (count, head):
+        return ChainReport(
+            count,
+            False,
+            head,
+            stream_head.seq + 1 if stream_head.seq < count else count,
+            "the chain's head does not match the head recorded in user_streams",
+        )
+    return ChainReport(count, True, head, None, None)
 
 
-def _first_problem(event: Event, expected_seq: int, expected_prev: str) -> str | None:
+def _first_problem(
+    event: Event, expected_seq: int, expected_prev: str, expected_head: RecordedHead | None
+) -> str | None:
     if event.seq != expected_seq:
-        return f"expected seq {expected_seq} here but found seq {event.seq}: an event is missing or out of order"
+        return (
+            f"expected seq {expected_seq} here but found seq {event.seq}: "
+            "an event is missing or out of order"
+        )
     if event.prev_hash != expected_prev:
         return "prev_hash does not match the hash of the event before it"
     if data_hash(event.data) != event.data_hash:
         return "data does not match its data_hash"
     if recompute_hash(event) != event.hash:
         return "hash does not recompute from the event's fields"
+    if (
+        expected_head is not None
+        and expected_head.seq == event.seq
+        and event.hash != expected_head.hash
+    ):
+        return "the hash differs from the head recorded earlier: the chain was rewritten"
     return None
