@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, text
 
 from tasktrail.api.app import create_app
 from tasktrail.migrations.runner import head_revision
@@ -17,7 +19,22 @@ def test_healthz_and_readyz_answer_200_on_a_migrated_database(client: TestClient
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "schema_revision": head_revision()}
+    body = ready.json()
+    assert body["status"] == "ready"
+    assert body["schema_revision"] == head_revision()
+
+
+def test_readyz_says_how_long_an_open_transaction_holds_the_feed_back(
+    postgres_url: str, postgres_engine: Engine
+) -> None:
+    """A writer left open holds back the commit-safe audit feed; /readyz says for how long."""
+    with TestClient(create_app(make_settings(postgres_url), engine=postgres_engine)) as client:
+        with postgres_engine.connect() as holder:
+            holder.execute(text("SELECT pg_current_xact_id()"))  # takes a transaction id
+            time.sleep(1.1)
+            held = client.get("/readyz").json()["feed_horizon_held_seconds"]
+            holder.rollback()
+        assert held >= 1.0
 
 
 def test_readyz_is_503_while_the_schema_is_not_migrated(tmp_path: Path) -> None:

@@ -2,19 +2,33 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
-from starlette.responses import Response
+import orjson
+from fastapi import APIRouter, Depends, Header, Query, Request
+from sqlalchemy import Engine
+from starlette.responses import Response, StreamingResponse
 
 from tasktrail.api.deps import Auditor, EngineDep
 from tasktrail.api.openapi import problems
 from tasktrail.api.problems import Problem
-from tasktrail.api.representation import json_response
-from tasktrail.api.schemas import VerifyOut
+from tasktrail.api.representation import event_body, events_response, json_response
+from tasktrail.api.routes.query import only_parameters_of
+from tasktrail.api.schemas import EventOut, VerifyOut
 from tasktrail.database import read_connection
 from tasktrail.events.chain import RecordedHead
-from tasktrail.queries.audit import verify_user
+from tasktrail.events.encoding import parse_timestamp
+from tasktrail.events.types import Event, EventType
+from tasktrail.queries.audit import (
+    AuditFilter,
+    UnknownPosition,
+    audit_export,
+    audit_page,
+    verify_user,
+)
 
 router = APIRouter(tags=["audit"])
 
@@ -61,3 +75,108 @@ def verify_chain_of_user(
             "reason": report.reason,
         }
     )
+
+
+NDJSON = "application/x-ndjson"
+_SEARCH_PARAMETERS = ("user_id", "task_id", "type", "since", "until", "after", "limit")
+
+
+def _bad_query(name: str, message: str) -> Problem:
+    return Problem(
+        422,
+        f"Fix the query parameter {name}: {message}.",
+        errors=[{"loc": ["query", name], "msg": message, "type": "value_error"}],
+    )
+
+
+def _moment(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError as error:
+        raise _bad_query(name, str(error)) from None
+
+
+@router.get(
+    "/api/audit/events",
+    response_model=list[EventOut],
+    summary="Search the events of all users, in commit-safe order",
+    description="Events as written, in commit-safe order: on SQLite by position; on PostgreSQL "
+    "by (the writing transaction's id, position), handing out only events whose transaction is "
+    "older than the oldest one still running, so that a reader following `after` never skips an "
+    "event that committed late. `after=P` continues after event P in that order. With "
+    "`Accept: application/x-ndjson` the whole filtered history streams as NDJSON, without a "
+    "limit, in constant memory.",
+    responses={
+        **problems(401, 403, 422, 503),
+        200: {"content": {"application/json": {}, NDJSON: {"schema": {"type": "string"}}}},
+    },
+)
+def search_events(
+    request: Request,
+    engine: EngineDep,
+    _: Auditor,
+    __: Annotated[None, Depends(only_parameters_of(*_SEARCH_PARAMETERS))],
+    user_id: Annotated[str | None, Query(description="only this user's events")] = None,
+    task_id: Annotated[str | None, Query(description="only this task's events")] = None,
+    type: Annotated[
+        list[EventType] | None, Query(description="repeatable: only events of these types")
+    ] = None,
+    since: Annotated[str | None, Query(description="occurred_at at or after this instant")] = None,
+    until: Annotated[str | None, Query(description="occurred_at before this instant")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=2**63 - 1, description="a position: continue after it")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="page size (JSON only)")] = 100,
+    accept: Annotated[str | None, Header(description=f"{NDJSON} streams the whole history")] = None,
+) -> Response:
+    if task_id is not None:
+        try:
+            task_id = str(uuid.UUID(task_id))
+        except ValueError:
+            raise _bad_query("task_id", "it must be a task id (a UUID)") from None
+    search = AuditFilter(
+        user_id=user_id,
+        task_id=task_id,
+        types=tuple(kind.value for kind in type or ()),
+        since=_moment("since", since),
+        until=_moment("until", until),
+    )
+    if accept is not None and NDJSON in accept:
+        return _export(engine, search, after)
+    try:
+        with read_connection(engine) as conn:
+            page = audit_page(conn, search, after=after, limit=limit)
+    except UnknownPosition as error:
+        raise _bad_query("after", str(error)) from None
+    headers = {}
+    if page.has_more:
+        next_url = request.url.include_query_params(after=page.events[-1].position, limit=limit)
+        headers["Link"] = f'<{next_url}>; rel="next"'
+    return events_response(page.events, headers)
+
+
+def _export(engine: Engine, search: AuditFilter, after: int | None) -> Response:
+    events = audit_export(engine, search, after=after)
+    try:
+        first = next(events, None)  # fail here, as a problem, if after names no event
+    except UnknownPosition as error:
+        raise _bad_query("after", str(error)) from None
+
+    def lines() -> Iterator[bytes]:
+        if first is None:
+            return
+        chunk = [_line(first)]
+        for event in events:
+            chunk.append(_line(event))
+            if len(chunk) == 1000:
+                yield b"".join(chunk)
+                chunk.clear()
+        yield b"".join(chunk)
+
+    return StreamingResponse(lines(), media_type=NDJSON)
+
+
+def _line(event: Event) -> bytes:
+    return orjson.dumps(event_body(event), option=orjson.OPT_SORT_KEYS) + b"\n"

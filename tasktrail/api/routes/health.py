@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import structlog
 from fastapi import APIRouter
 from sqlalchemy import exc
 from starlette.responses import Response
@@ -12,8 +13,12 @@ from tasktrail.api.problems import RETRY_AFTER_SECONDS, Problem
 from tasktrail.api.representation import json_response
 from tasktrail.database import DatabaseUnavailable, read_connection
 from tasktrail.migrations.runner import current_revision, head_revision
+from tasktrail.queries.audit import feed_horizon_held_seconds
 
 router = APIRouter(tags=["operations"])
+_log = structlog.get_logger("tasktrail.health")
+# The service's own transactions last milliseconds (and are cut at 60 s idle); longer is news.
+HORIZON_WARNING_SECONDS = 30.0
 
 
 @router.get("/healthz", summary="The process is alive")
@@ -24,6 +29,9 @@ def healthz() -> Response:
 @router.get(
     "/readyz",
     summary="The database answers and its schema is at the newest migration",
+    description="On PostgreSQL the answer also says for how long the oldest open writing "
+    "transaction has held back the commit-safe audit feed (`feed_horizon_held_seconds`); over "
+    "30 s it is logged as a warning.",
     responses=problems(503),
 )
 def readyz(engine: EngineDep) -> Response:
@@ -31,13 +39,22 @@ def readyz(engine: EngineDep) -> Response:
     try:
         with read_connection(engine) as conn:
             found = current_revision(conn)
+            held = feed_horizon_held_seconds(conn) if found == expected else None
     except (DatabaseUnavailable, exc.DBAPIError) as error:
         raise _not_ready(f"the database does not answer ({error.__class__.__name__})") from None
     if found != expected:
         raise _not_ready(
             f"the schema is at revision {found}, not {expected}: run `tasktrail db upgrade`"
         )
-    return json_response({"status": "ready", "schema_revision": found})
+    body: dict[str, object] = {"status": "ready", "schema_revision": found}
+    if held is not None:
+        body["feed_horizon_held_seconds"] = round(held, 3)
+        if held > HORIZON_WARNING_SECONDS:
+            _log.warning(
+                "the audit feed is held back by a long transaction",
+                held_seconds=round(held, 1),
+            )
+    return json_response(body)
 
 
 def _not_ready(reason: str) -> Problem:
