@@ -8,6 +8,7 @@ chain, and `prev_hash` links each event to the one before it (64 zeros for a use
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +18,7 @@ from tasktrail.events.encoding import canonical_json, format_timestamp
 from tasktrail.events.types import Event, JsonObject
 
 GENESIS_HASH = "0" * 64
+_HEAD = re.compile(r"([0-9]{1,19}):([0-9a-f]{64})")  # ASCII only: str.isdigit takes "٣" too
 
 
 def data_hash(data: JsonObject) -> str:
@@ -93,16 +95,10 @@ class RecordedHead:
 
     @classmethod
     def parse(cls, text: str) -> RecordedHead:
-        seq, separator, digest = text.partition(":")
-        if (
-            not separator
-            or not seq.isdigit()
-            or int(seq) < 1
-            or len(digest) != 64
-            or any(char not in "0123456789abcdef" for char in digest)
-        ):
+        match = _HEAD.fullmatch(text)
+        if match is None or int(match.group(1)) < 1:
             raise ValueError("expected SEQ:HASH, a positive seq and 64 lowercase hex digits")
-        return cls(int(seq), digest)
+        return cls(int(match.group(1)), match.group(2))
 
 
 def verify_chain(
@@ -119,13 +115,18 @@ def verify_chain(
     `expected_head.seq` must still have the hash an auditor recorded, so a chain rewritten
     consistently from end to end shows too.
     """
-    head = GENESIS_HASH
+    head = previous = GENESIS_HASH
     count = 0
     for count, event in enumerate(events, start=1):
         problem = _first_problem(event, count, head, expected_head)
+        if problem is None and stream_head is not None and event.seq > stream_head.seq:
+            problem = (
+                f"the event lies beyond the head recorded in user_streams (seq "
+                f"{stream_head.seq}): it was added without going through the stream"
+            )
         if problem is not None:
             return ChainReport(count - 1, False, head, count, problem)
-        head = event.hash
+        previous, head = head, event.hash
     if expected_head is not None and expected_head.seq > count:
         return ChainReport(
             count, False, head, expected_head.seq, f"seq {expected_head.seq} is not on the chain"
@@ -139,12 +140,14 @@ def verify_chain(
             f"the log ends at seq {count} but user_streams says it ends at seq "
             f"{stream_head.seq}: events were removed from its end",
         )
-    if stream_head is not None and (stream_head.seq, stream_head.hash) != (count, head):
+    if stream_head is not None and stream_head.hash != head:
+        # Same length (longer and shorter were caught above), other head: the last event or
+        # the stream's own record was changed.
         return ChainReport(
-            count,
+            count - 1,
             False,
-            head,
-            stream_head.seq + 1 if stream_head.seq < count else count,
+            previous,
+            count,
             "the chain's head does not match the head recorded in user_streams",
         )
     return ChainReport(count, True, head, None, None)

@@ -2,7 +2,8 @@
 
 It must replay any history ever written, so it validates nothing: `decide` made sure of the
 rules when the event was appended, and an event type it does not know leaves the task unchanged
-except for its version (a newer writer's event must not stop an older reader's replay).
+except for its version (a newer writer's event must not stop an older reader's replay). Every
+event is read through the upcasters first, so old shapes of data fold like the current one.
 """
 
 from __future__ import annotations
@@ -10,33 +11,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from tasktrail.events.encoding import parse_timestamp
-from tasktrail.events.types import EventType, JsonObject
+from tasktrail.events.types import Event, EventType, JsonObject
+from tasktrail.events.upcasting import upcast
 from tasktrail.projections.state import TaskState
 
 
-class FoldableEvent(Protocol):
-    """What evolve reads of an event: a stored `Event` has all of it."""
-
-    @property
-    def user_id(self) -> str: ...
-    @property
-    def task_id(self) -> str: ...
-    @property
-    def seq(self) -> int: ...
-    @property
-    def version(self) -> int: ...
-    @property
-    def type(self) -> str: ...
-    @property
-    def data(self) -> JsonObject: ...
-    @property
-    def occurred_at(self) -> datetime: ...
-
-
-def evolve(state: TaskState | None, event: FoldableEvent) -> TaskState | None:
+def evolve(state: TaskState | None, event: Event) -> TaskState | None:
+    event = upcast(event)  # an old event is folded in the current shape of its data
     at = event.occurred_at
     if state is None:
         if event.type != EventType.TASK_CREATED:
@@ -58,14 +42,14 @@ def evolve(state: TaskState | None, event: FoldableEvent) -> TaskState | None:
             return touched
 
 
-def fold(events: Iterable[FoldableEvent]) -> TaskState | None:
+def fold(events: Iterable[Event]) -> TaskState | None:
     state: TaskState | None = None
     for event in events:
         state = evolve(state, event)
     return state
 
 
-def _created(event: FoldableEvent) -> TaskState:
+def _created(event: Event) -> TaskState:
     data = event.data
     completed = bool(data.get("completed", False))
     at = event.occurred_at

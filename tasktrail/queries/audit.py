@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -41,9 +42,10 @@ def verify_user(
         )
     ).one_or_none()
     recorded = None if stream is None else RecordedHead(stream.last_seq, stream.head_hash)
-    return verify_chain(
-        _user_events(conn, user_id), stream_head=recorded, expected_head=expected_head
-    )
+    # closing(): the check may stop at the first break; the server-side cursor must not wait
+    # for the garbage collector.
+    with closing(_user_events(conn, user_id)) as stored:
+        return verify_chain(stored, stream_head=recorded, expected_head=expected_head)
 
 
 def users_with_events(conn: Connection) -> Iterator[str]:
@@ -53,13 +55,13 @@ def users_with_events(conn: Connection) -> Iterator[str]:
         yield row[0]
 
 
-def _user_events(conn: Connection, user_id: str) -> Iterator[Event]:
+def _user_events(conn: Connection, user_id: str) -> Generator[Event]:
     """The user's events by seq, streamed in batches: memory stays flat for a long log."""
-    rows = conn.execution_options(yield_per=_BATCH).execute(
+    with conn.execution_options(yield_per=_BATCH).execute(
         select(*event_columns()).where(events.c.user_id == user_id).order_by(events.c.seq)
-    )
-    for row in rows:
-        yield event_from_row(row._mapping)
+    ) as rows:
+        for row in rows:
+            yield event_from_row(row._mapping)
 
 
 @dataclass(frozen=True, slots=True)

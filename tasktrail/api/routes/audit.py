@@ -46,6 +46,7 @@ router = APIRouter(tags=["audit"])
 def verify_chain_of_user(
     engine: EngineDep,
     _: Auditor,
+    __: Annotated[None, Depends(only_parameters_of("expected_head"))],
     user_id: str,
     expected_head: Annotated[
         str | None, Query(description="SEQ:HASH, a head recorded earlier outside the database")

@@ -1,0 +1,65 @@
+"""Upcasters: how readers that fold events see an old event in the current shape.
+
+An event is stored once, as written, with the `schema_version` of its `data`; its hash covers
+exactly that, so it is never rewritten. When the shape of an event type's data changes, the
+change gets an upcaster here, keyed by `(type, schema_version)`: a pure function from the old
+data to the data of the next version. Readers that fold (evolve: the handlers, the projections,
+the rebuild, `as_of`, the verify of the read model) see every event upcast to the current
+version; the event endpoints and exports serve it as written, so it still re-hashes.
+
+No event type has changed shape yet, so the registry starts empty.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Protocol, TypeVar
+
+from tasktrail.events.types import JsonObject
+
+Upcaster = Callable[[JsonObject], JsonObject]
+
+# (type, schema_version) -> the function that turns that data into schema_version + 1.
+_UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+
+
+class Versioned(Protocol):
+    @property
+    def type(self) -> str: ...
+    @property
+    def schema_version(self) -> int: ...
+    @property
+    def data(self) -> JsonObject: ...
+
+
+E = TypeVar("E", bound=Versioned)
+
+
+def register(event_type: str, schema_version: int, upcaster: Upcaster) -> None:
+    """Declare how `event_type` data of `schema_version` becomes `schema_version + 1`."""
+    key = (event_type, schema_version)
+    if key in _UPCASTERS:
+        raise ValueError(f"{event_type} v{schema_version} already has an upcaster")
+    _UPCASTERS[key] = upcaster
+
+
+@contextmanager
+def registered(event_type: str, schema_version: int, upcaster: Upcaster) -> Iterator[None]:
+    """An upcaster for the length of a block (for tests of the mechanism)."""
+    register(event_type, schema_version, upcaster)
+    try:
+        yield
+    finally:
+        del _UPCASTERS[(event_type, schema_version)]
+
+
+def upcast(event: E) -> E:
+    """The event with its data in the newest shape known; the same object if nothing applies."""
+    version, data = event.schema_version, event.data
+    while (step := _UPCASTERS.get((event.type, version))) is not None:
+        data, version = step(data), version + 1
+    if version == event.schema_version:
+        return event
+    return dataclasses.replace(event, data=data, schema_version=version)  # type: ignore[type-var]
