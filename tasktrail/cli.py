@@ -16,6 +16,7 @@ from tasktrail.database import create_database_engine
 from tasktrail.events.chain import RecordedHead
 from tasktrail.logs import configure_logging
 from tasktrail.migrations.runner import upgrade
+from tasktrail.projections.verify import VerifyCount, diff_read_model
 from tasktrail.queries.audit import users_with_events, verify_user
 from tasktrail.settings import (
     DEV_SECRET_FILE,
@@ -32,6 +33,10 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 audit_app = typer.Typer(help="The audit trail: check the hash chains.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
+projections_app = typer.Typer(
+    help="The read model, as a projection of the log.", no_args_is_help=True
+)
+app.add_typer(projections_app, name="projections")
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -183,6 +188,25 @@ def audit_verify(
     finally:
         engine.dispose()
     typer.echo(f"all {checked} chains verify")
+
+
+@projections_app.command("verify")
+def projections_verify() -> None:
+    """Replay the log and diff it with the tasks table; exit 1 on any drift, naming it."""
+    settings = load_settings()
+    engine = create_database_engine(settings)
+    count = VerifyCount()
+    drifts = 0
+    try:
+        for drift in diff_read_model(engine, count):
+            drifts += 1
+            typer.secho(drift.describe(), fg=typer.colors.RED)
+    finally:
+        engine.dispose()
+    if drifts:
+        typer.secho(f"{drifts} of {count.tasks} tasks differ from the log", fg=typer.colors.RED)
+        raise typer.Exit(1)
+    typer.echo(f"the read model matches the log: {count.tasks} tasks")
 
 
 def main() -> None:

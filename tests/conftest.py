@@ -251,3 +251,13 @@ def free_tcp_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A migrated database of this test alone, for checks that read a whole table."""
+    if request.param == "sqlite":
+        yield migrated(f"sqlite:///{tmp_path / 'fresh.db'}")
+        return
+    with scratch_postgres_database("tasktrail_fresh") as url:
+        yield migrated(url)

@@ -1,0 +1,105 @@
+"""The scenarios: which request a virtual user sends the n-th time round its loop.
+
+Shared by the orchestrator (which picks the users and tasks) and the load client process (which
+builds the requests), so that a plan crosses the process boundary as plain data: a scenario name,
+users, tokens and task ids.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+
+class UserPool(Enum):
+    """Whose data a scenario works on."""
+
+    ANONYMOUS = "anonymous"  # no user, no token: the reference endpoint
+    WRITERS = "writers"  # bench-u{i}: one user per virtual user, tasks created during the run
+    LISTERS = "listers"  # bench-list-u{i}: seeded with exactly 1 000 tasks, never written to
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualUser:
+    index: int
+    user_id: str
+    token: str
+    task_ids: tuple[str, ...] = ()  # the user's own tasks, for the scenarios that address one
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    method: str
+    path: str
+    body: bytes | None = None
+    authenticated: bool = True
+
+
+# (virtual user, request number within the cell, cell tag) -> the request to send.
+RequestFor = Callable[[VirtualUser, int, str], Request]
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    label: str  # as printed in the table
+    pool: UserPool
+    request_for: RequestFor
+
+
+def _json(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _task_of(user: VirtualUser, n: int) -> str:
+    # Walk round the user's tasks so that each task collects only a few events: an update folds
+    # the task's whole history, and hammering one task would measure a history of thousands.
+    return user.task_ids[(user.index + n) % len(user.task_ids)]
+
+
+def _healthz(_user: VirtualUser, _n: int, _tag: str) -> Request:
+    return Request("GET", "/healthz", authenticated=False)
+
+
+def _create(user: VirtualUser, n: int, tag: str) -> Request:
+    return Request("POST", f"/api/{user.user_id}/tasks", _json({"title": f"bench {tag} #{n}"}))
+
+
+def _get_one(user: VirtualUser, n: int, _tag: str) -> Request:
+    return Request("GET", f"/api/{user.user_id}/tasks/{_task_of(user, n)}")
+
+
+def _list(limit: int) -> RequestFor:
+    def request_for(user: VirtualUser, _n: int, _tag: str) -> Request:
+        return Request("GET", f"/api/{user.user_id}/tasks?limit={limit}")
+
+    return request_for
+
+
+def _update(user: VirtualUser, n: int, tag: str) -> Request:
+    # The tag and n make every title new (also across cells), so every PATCH appends an event:
+    # a patch that changes nothing would take the cheaper no-op path.
+    body = _json({"title": f"renamed {tag} #{n}"})
+    return Request("PATCH", f"/api/{user.user_id}/tasks/{_task_of(user, n)}", body)
+
+
+def _complete(user: VirtualUser, n: int, _tag: str) -> Request:
+    # No body: toggle, so every request appends TaskCompleted or TaskReopened.
+    return Request("PATCH", f"/api/{user.user_id}/tasks/{_task_of(user, n)}/complete")
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("healthz", "reference GET /healthz", UserPool.ANONYMOUS, _healthz),
+    Scenario("create", "create", UserPool.WRITERS, _create),
+    Scenario("get_one", "get one", UserPool.WRITERS, _get_one),
+    Scenario("list_50", "list 50 of 1000", UserPool.LISTERS, _list(50)),
+    Scenario("list_1000", "list 1000 of 1000", UserPool.LISTERS, _list(1000)),
+    Scenario("update", "update (PATCH title)", UserPool.WRITERS, _update),
+    Scenario("complete", "complete (toggle)", UserPool.WRITERS, _complete),
+)
+# The reference request, sent to a canned-answer stub server instead of tasktrail: what the load
+# client alone can drive on this machine (see stubserver.py).
+CLIENT_CEILING = Scenario("client_ceiling", "client ceiling (stub)", UserPool.ANONYMOUS, _healthz)
+SCENARIOS_BY_NAME = {scenario.name: scenario for scenario in (*SCENARIOS, CLIENT_CEILING)}

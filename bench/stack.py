@@ -1,0 +1,277 @@
+"""What the benchmark runs against: a scratch PostgreSQL database, seeded, and `tasktrail serve`.
+
+Everything here is started by the benchmark and stopped or dropped by it, also on Ctrl-C and on
+errors (context managers all the way down).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import jwt
+import psycopg
+import uuid_utils
+from psycopg import sql
+from sqlalchemy import make_url, select
+
+from tasktrail.commands import handlers
+from tasktrail.commands.types import CommandContext, CreateTask, TaskFields
+from tasktrail.database import create_database_engine, write_transaction
+from tasktrail.schema import tasks
+from tasktrail.settings import Settings
+
+SERVER_START_TIMEOUT = 60.0  # seconds; serve applies the migrations before it listens
+SERVER_STOP_TIMEOUT = 15.0
+
+
+def libpq_url(url: str) -> str:
+    """A URL psycopg understands, from the forms tasktrail accepts (postgres://, +psycopg)."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ScratchDatabase:
+    name: str
+    url: str  # libpq form; tasktrail's settings turn it into postgresql+psycopg://
+
+
+@contextmanager
+def scratch_database(admin_url: str) -> Iterator[ScratchDatabase]:
+    """A new, empty database on the admin URL's server, dropped (WITH FORCE) afterwards."""
+    admin = libpq_url(admin_url)
+    name = f"tasktrail_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        url = make_url(admin).set(database=name).render_as_string(hide_password=False)
+        yield ScratchDatabase(name, url)
+    finally:
+        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
+            drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)")
+            conn.execute(drop.format(sql.Identifier(name)))
+
+
+def postgres_version(url: str) -> str:
+    with psycopg.connect(url, connect_timeout=5) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]) if row else "unknown"
+
+
+def backend_pids(admin: psycopg.Connection[Any], database: str) -> list[int]:
+    """The server processes of the connections to `database`: the service's pool."""
+    query = "SELECT pid FROM pg_stat_activity WHERE datname = %s"
+    return [int(row[0]) for row in admin.execute(query, (database,)).fetchall()]
+
+
+def vacuum_analyze(url: str) -> None:
+    """Fresh statistics after seeding, so list queries get the plans of a database in use."""
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute("VACUUM ANALYZE")
+
+
+# --- tokens ---------------------------------------------------------------------------------
+
+
+def mint_token(user_id: str, secret: str, lifetime: timedelta) -> str:
+    now = datetime.now(UTC)
+    claims = {"sub": user_id, "iat": now, "exp": now + lifetime}
+    return jwt.encode(claims, secret, algorithm="HS256")
+
+
+# --- the server -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Server:
+    pid: int
+    port: int
+    log_path: Path
+
+
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _server_environment(database_url: str, secret: str, pool_size: int) -> dict[str, str]:
+    # Nothing of the caller's tasktrail configuration may leak in: only what is set here counts.
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith("TASKTRAIL_") and name != "BETTER_AUTH_SECRET"
+    }
+    env.update(
+        TASKTRAIL_DATABASE_URL=database_url,
+        BETTER_AUTH_SECRET=secret,
+        TASKTRAIL_LOG_FORMAT="json",
+        TASKTRAIL_POOL_SIZE=str(pool_size),
+    )
+    return env
+
+
+@contextmanager
+def running_server(
+    database_url: str, secret: str, pool_size: int, log_path: Path
+) -> Iterator[Server]:
+    """`python -m tasktrail serve --workers 1` on a free loopback port, until the block ends."""
+    port = free_tcp_port()
+    command = [sys.executable, "-m", "tasktrail", "serve", "--port", str(port), "--workers", "1"]
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    # An empty working directory: serve reads a .env file from where it runs.
+    with log_path.open("wb") as log, tempfile.TemporaryDirectory(prefix="tasktrail-bench-") as cwd:
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
+            command,
+            cwd=cwd,
+            env=_server_environment(database_url, secret, pool_size),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            # Its own session: Ctrl-C in the terminal reaches the benchmark only, which then
+            # stops the server in order (SIGTERM, graceful shutdown).
+            start_new_session=True,
+        )
+        try:
+            _wait_until_healthy(process, port, log_path)
+            yield Server(process.pid, port, log_path)
+        finally:
+            _stop(process)
+
+
+def _wait_until_healthy(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"tasktrail serve exited early:\n{_tail(log_path)}")
+        if _healthz_answers(port):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"tasktrail serve did not answer within {SERVER_START_TIMEOUT} s")
+
+
+def _healthz_answers(port: int) -> bool:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+    try:
+        connection.request("GET", "/healthz")
+        return connection.getresponse().status == 200
+    except OSError:
+        return False
+    finally:
+        connection.close()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=SERVER_STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    return "(no log)"
+
+
+# --- seeding --------------------------------------------------------------------------------
+
+
+def _settings(database_url: str, secret: str) -> Settings:
+    values: dict[str, Any] = {"database_url": database_url, "auth_secret": secret, "pool_size": 1}
+    return Settings(_env_file=None, **values)  # no .env: the benchmark says everything
+
+
+def _seed_fields(user_id: str, n: int) -> TaskFields:
+    """Varied like real tasks, so that list responses have a realistic size (~350 bytes each)."""
+    return TaskFields(
+        title=f"Task {n} of {user_id}",
+        description=f"Notes for task {n}: call, write, check." if n % 4 == 0 else None,
+        due_at=datetime(2031, 1, 1, tzinfo=UTC) + timedelta(hours=n) if n % 3 == 0 else None,
+        priority=n % 4,
+        tags=("bench", f"group-{n % 7}") if n % 2 == 0 else (),
+    )
+
+
+def seed_tasks(database_url: str, secret: str, user_ids: Sequence[str], tasks_each: int) -> int:
+    """Create tasks through the service's own command handler (events, chain, projection).
+
+    One transaction per user: the handler locks the user's stream per command, which is free
+    inside a transaction that already holds it, and one commit per user instead of per task
+    saves the fsyncs. Returns how many tasks were created.
+    """
+    engine = create_database_engine(_settings(database_url, secret))
+    try:
+        for user_id in user_ids:
+            context = CommandContext(user_id=user_id, actor=user_id, request_id=None)
+            with write_transaction(engine) as conn:
+                for n in range(tasks_each):
+                    command = CreateTask(
+                        context=context,
+                        task_id=str(uuid_utils.uuid7()),  # as the API makes them
+                        fields=_seed_fields(user_id, n),
+                    )
+                    handlers.create_task(conn, command)
+    finally:
+        engine.dispose()
+    return len(user_ids) * tasks_each
+
+
+def seed_in_parallel(
+    database_url: str, secret: str, plan: Sequence[tuple[Sequence[str], int]], processes: int
+) -> int:
+    """Run `seed_tasks` for each (users, tasks each) of `plan`, users spread over processes.
+
+    The handler is CPU-bound Python (a few ms per task); two processes use both cores while
+    PostgreSQL waits on the disk.
+    """
+    jobs = [
+        (list(user_ids[start::processes]), tasks_each)
+        for user_ids, tasks_each in plan
+        for start in range(processes)
+    ]
+    with ProcessPoolExecutor(max_workers=processes, mp_context=get_context("spawn")) as pool:
+        futures = [
+            pool.submit(seed_tasks, database_url, secret, users, tasks_each)
+            for users, tasks_each in jobs
+            if users
+        ]
+        return sum(future.result() for future in futures)
+
+
+def task_ids_by_user(
+    database_url: str, secret: str, user_ids: Sequence[str]
+) -> dict[str, tuple[str, ...]]:
+    """Every live task of each user, read from the tasks table (the read model)."""
+    found: dict[str, list[str]] = {user_id: [] for user_id in user_ids}
+    engine = create_database_engine(_settings(database_url, secret))
+    try:
+        with engine.connect() as conn:
+            query = select(tasks.c.user_id, tasks.c.id).where(tasks.c.user_id.in_(user_ids))
+            for user_id, task_id in conn.execute(query):
+                found[user_id].append(str(task_id))
+    finally:
+        engine.dispose()
+    return {user_id: tuple(ids) for user_id, ids in found.items()}
