@@ -134,8 +134,8 @@ def _describe(error: exc.DBAPIError) -> str:
     return "the database did not answer"
 
 
-def dialect_insert(conn: Connection, table: Table) -> postgresql.Insert | sqlite.Insert:
+def dialect_insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
     """An INSERT that can say ON CONFLICT: both engines spell it alike, SQLAlchemy does not."""
-    if conn.dialect.name == "postgresql":
+    if dialect == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)

@@ -63,6 +63,10 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # As many threads for the blocking routes as the pool has connections: a request that
+        # gets a thread gets a connection at once, and the rest wait in line for a thread
+        # instead of timing out on the pool while forty threads share one GIL.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.pool_size + 2
         async with anyio.create_task_group() as background:
             background.start_soon(sweep_idempotency_keys, database)
             yield

@@ -1,7 +1,9 @@
 """Typed dependencies of the routes: engine, current user, task id, preconditions, bodies.
 
-Everything here that runs on the event loop (`async def`) does only CPU work or reads the request
-body; the routes themselves are plain `def` and run in the threadpool with the blocking driver.
+Every dependency here is `async def` and does only a little CPU work or reads the request body,
+so it runs on the event loop: a plain `def` dependency would cost each request one more hop
+through the threadpool. The routes are plain `def` and run in the threadpool with the blocking
+driver.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ _ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*')
 bearer_scheme = HTTPBearer(auto_error=False, bearerFormat="JWT", scheme_name="bearer")
 
 
-def get_engine(request: Request) -> Engine:
+async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
     return engine
 
@@ -104,7 +106,7 @@ async def task_id_of(task_id: str, _: CurrentUser) -> str:
 TaskId = Annotated[str, Depends(task_id_of)]
 
 
-def command_context(request: Request, principal: CurrentUser) -> CommandContext:
+async def command_context(request: Request, principal: CurrentUser) -> CommandContext:
     return CommandContext(
         user_id=principal.user_id,
         actor=principal.user_id,

@@ -127,7 +127,7 @@ def _claim(conn: Connection, user_id: str, key: str, fingerprint: str) -> bool:
     )
     if conn.dialect.name == "postgresql":
         conn.execute(text(f"SET LOCAL lock_timeout = {WAIT_FOR_FIRST_MS}"))
-    insert = dialect_insert(conn, idempotency_keys).values(
+    insert = dialect_insert(conn.dialect.name, idempotency_keys).values(
         user_id=user_id, key=key, fingerprint=fingerprint, created_at=now
     )
     try:

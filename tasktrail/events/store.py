@@ -7,9 +7,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, RowMapping, select, update
+from sqlalchemy import ColumnElement, Connection, Insert, RowMapping, bindparam, select, update
 
 from tasktrail.database import dialect_insert
 from tasktrail.events.chain import GENESIS_HASH, data_hash, recompute_hash
@@ -36,15 +37,20 @@ def lock_user_stream(conn: Connection, user_id: str) -> StreamHead:
     a time: seq stays gapless, the chain linear and occurred_at monotonic, while writes of other
     users never wait. (On SQLite the transaction already holds the database's write lock.)
     """
-    insert = dialect_insert(conn, user_streams).values(
-        user_id=user_id, last_seq=0, head_hash=GENESIS_HASH, last_occurred_at=None
+    row = conn.execute(_lock_statement(conn.dialect.name), {"user_id": user_id}).one()
+    return StreamHead(user_id, row.last_seq, row.head_hash, row.last_occurred_at)
+
+
+@cache
+def _lock_statement(dialect: str) -> Insert:
+    """Built once per engine kind: statement construction costs more than its execution."""
+    insert = dialect_insert(dialect, user_streams).values(
+        user_id=bindparam("user_id"), last_seq=0, head_hash=GENESIS_HASH, last_occurred_at=None
     )
-    statement = insert.on_conflict_do_update(
+    return insert.on_conflict_do_update(
         index_elements=[user_streams.c.user_id],
         set_={"user_id": insert.excluded.user_id},
     ).returning(user_streams.c.last_seq, user_streams.c.head_hash, user_streams.c.last_occurred_at)
-    row = conn.execute(statement).one()
-    return StreamHead(user_id, row.last_seq, row.head_hash, row.last_occurred_at)
 
 
 def read_task_stream(conn: Connection, user_id: str, task_id: str) -> list[Event]:

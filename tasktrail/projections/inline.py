@@ -7,9 +7,10 @@ the read model never holds anything a replay of the log would not give.
 from __future__ import annotations
 
 import uuid
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Insert
 
 from tasktrail.database import dialect_insert
 from tasktrail.projections.state import TaskState
@@ -40,11 +41,16 @@ def task_row(state: TaskState) -> dict[str, Any]:
 
 
 def apply(conn: Connection, state: TaskState) -> None:
-    row = task_row(state)
-    insert = dialect_insert(conn, tasks).values(row)
-    conn.execute(
-        insert.on_conflict_do_update(
-            index_elements=[tasks.c.id],
-            set_={name: insert.excluded[name] for name in row if name != "id"},
-        )
+    conn.execute(_upsert(conn.dialect.name), task_row(state))
+
+
+@cache
+def _upsert(dialect: str) -> Insert:
+    """The whole row, inserted or replaced; built once per engine kind, reused with new values."""
+    insert = dialect_insert(dialect, tasks)
+    return insert.on_conflict_do_update(
+        index_elements=[tasks.c.id],
+        set_={
+            column.name: insert.excluded[column.name] for column in tasks.c if column.name != "id"
+        },
     )

@@ -22,7 +22,7 @@ HORIZON_WARNING_SECONDS = 30.0
 
 
 @router.get("/healthz", summary="The process is alive")
-def healthz() -> Response:
+async def healthz() -> Response:
     return json_response({"status": "ok"})
 
 
