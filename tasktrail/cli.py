@@ -3,21 +3,36 @@
 from __future__ import annotations
 
 import re
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import nullcontext
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated
 
 import jwt
 import typer
 import uvicorn
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from tasktrail.api.auth import AUDITOR_ROLE, is_valid_user_id
 from tasktrail.database import create_database_engine
 from tasktrail.events.chain import RecordedHead
+from tasktrail.events.encoding import parse_timestamp
+from tasktrail.events.types import Event
+from tasktrail.export import ExportFormat, write_events
 from tasktrail.logs import configure_logging
 from tasktrail.migrations.runner import upgrade
 from tasktrail.projections.verify import VerifyCount, diff_read_model
-from tasktrail.queries.audit import users_with_events, verify_user
+from tasktrail.queries.audit import (
+    AuditFilter,
+    audit_export,
+    count_events,
+    users_with_events,
+    verify_user,
+)
 from tasktrail.settings import (
     DEV_SECRET_FILE,
     ConfigurationError,
@@ -188,6 +203,57 @@ def audit_verify(
     finally:
         engine.dispose()
     typer.echo(f"all {checked} chains verify")
+
+
+@audit_app.command("export")
+def audit_export_command(
+    user: Annotated[str | None, typer.Option(help="only this user's events")] = None,
+    since: Annotated[str | None, typer.Option(help="occurred_at at or after (RFC 3339)")] = None,
+    until: Annotated[str | None, typer.Option(help="occurred_at before (RFC 3339)")] = None,
+    format: Annotated[ExportFormat, typer.Option("--format", help="ndjson or csv")] = (
+        ExportFormat.NDJSON
+    ),
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="a file (default: standard output)")
+    ] = None,
+) -> None:
+    """Stream the history out in commit-safe order, in constant memory, with a progress bar."""
+    try:
+        search = AuditFilter(
+            user_id=user,
+            since=None if since is None else parse_timestamp(since),
+            until=None if until is None else parse_timestamp(until),
+        )
+    except ValueError as error:
+        typer.secho(f"--since/--until: {error}", err=True, fg=typer.colors.RED)
+        raise typer.Exit(2) from None
+    engine = create_database_engine(load_settings())
+    try:
+        with engine.connect() as conn:
+            total = count_events(conn, search)
+        progress = Progress(
+            TextColumn("exporting"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("events"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+
+        def counted(events: Iterator[Event]) -> Iterator[Event]:
+            for event in events:
+                yield event
+                progress.advance(task)
+
+        with (
+            progress,
+            output.open("w", encoding="utf-8") if output else nullcontext(sys.stdout) as out,
+        ):
+            task = progress.add_task("export", total=total)
+            write_events(counted(audit_export(engine, search)), out, format)
+    finally:
+        engine.dispose()
 
 
 @projections_app.command("verify")

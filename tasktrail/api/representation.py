@@ -10,6 +10,7 @@ import orjson
 from starlette.responses import Response
 
 from tasktrail.events.encoding import format_timestamp
+from tasktrail.events.record import event_record
 from tasktrail.events.types import Event
 from tasktrail.projections.state import TaskState
 
@@ -38,22 +39,7 @@ def task_body(task: TaskState) -> dict[str, Any]:
 
 def event_body(event: Event) -> dict[str, Any]:
     """An event exactly as written: the served text is the text that was hashed."""
-    return {
-        "position": event.position,
-        "user_id": event.user_id,
-        "seq": event.seq,
-        "task_id": event.task_id,
-        "version": event.version,
-        "type": event.type,
-        "schema_version": event.schema_version,
-        "data": event.data,
-        "data_hash": event.data_hash,
-        "occurred_at": format_timestamp(event.occurred_at),
-        "actor": event.actor,
-        "request_id": event.request_id,
-        "prev_hash": event.prev_hash,
-        "hash": event.hash,
-    }
+    return event_record(event)
 
 
 def etag(task: TaskState) -> str:

@@ -149,6 +149,12 @@ def feed_horizon_held_seconds(conn: Connection) -> float | None:
     return float(held)
 
 
+def count_events(conn: Connection, search: AuditFilter) -> int:
+    """How many events the search matches (for a progress bar's total)."""
+    matching = _search(conn, search).subquery()
+    return int(conn.execute(select(func.count()).select_from(matching)).scalar_one())
+
+
 def _search(conn: Connection, search: AuditFilter, *, with_xact_id: bool = False) -> Select[Any]:
     columns = [*event_columns()]
     if with_xact_id:
