@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
@@ -15,7 +16,16 @@ import jwt
 import typer
 import uvicorn
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 from tasktrail.api.auth import AUDITOR_ROLE, is_valid_user_id
 from tasktrail.database import create_database_engine
@@ -25,6 +35,7 @@ from tasktrail.events.types import Event
 from tasktrail.export import ExportFormat, write_events
 from tasktrail.logs import configure_logging
 from tasktrail.migrations.runner import upgrade
+from tasktrail.projections.rebuild import RebuildAborted, rebuild
 from tasktrail.projections.verify import VerifyCount, diff_read_model
 from tasktrail.queries.audit import (
     AuditFilter,
@@ -41,8 +52,11 @@ from tasktrail.settings import (
     with_development_secret,
 )
 
+# No locals in tracebacks: a local may hold the secret or a token.
 app = typer.Typer(
-    help="tasktrail: tasks with an append-only, hash-chained event log.", no_args_is_help=True
+    help="tasktrail: tasks with an append-only, hash-chained event log.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -55,6 +69,13 @@ app.add_typer(projections_app, name="projections")
 
 _DURATION = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+class EventRate(ProgressColumn):
+    """Events per second, as rich measures the task's speed."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed or 0:>9,.0f} events/s")
 
 
 def _settings(*, development_secret: bool) -> Settings:
@@ -254,6 +275,67 @@ def audit_export_command(
             write_events(counted(audit_export(engine, search)), out, format)
     finally:
         engine.dispose()
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    batch_size: Annotated[
+        int, typer.Option(min=100, help="events read and rows written at a time")
+    ] = 5_000,
+    json_summary: Annotated[
+        bool, typer.Option("--json", help="print a machine-readable summary")
+    ] = False,
+) -> None:
+    """Rebuild the tasks table from the log, blue/green, verified before the swap."""
+    # Long statements (building indexes, reading the log) are this command's job: no service
+    # statement timeout applies. The fence sets its own short lock_timeout.
+    settings = load_settings().model_copy(update={"statement_timeout_ms": 24 * 3_600_000})
+    engine = create_database_engine(settings)
+    try:
+        with engine.connect() as conn:
+            total = count_events(conn, AuditFilter())
+        progress = Progress(
+            TextColumn("replaying"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("events"),
+            EventRate(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=True,
+            disable=json_summary,
+        )
+        with progress:
+            bar = progress.add_task("rebuild", total=total)
+            report = rebuild(
+                engine,
+                batch_size=batch_size,
+                on_events=lambda done: progress.update(bar, completed=done),
+            )
+    except RebuildAborted as error:
+        typer.secho(
+            f"rebuild aborted, the live table is unchanged: {error}", err=True, fg=typer.colors.RED
+        )
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    summary = {
+        "events": report.events,
+        "tasks": report.tasks,
+        "seconds": round(report.seconds, 3),
+        "events_per_second": round(report.events_per_second),
+        "caught_up_tasks": report.caught_up_tasks,
+        "swap_attempts": report.swap_attempts,
+        "fence_ms": round(report.fence_ms, 3),
+        "checksum": report.checksum,
+    }
+    if json_summary:
+        typer.echo(json.dumps(summary))
+    else:
+        typer.echo(
+            f"rebuilt {report.tasks} tasks from {report.events} events in {report.seconds:.1f} s "
+            f"({report.events_per_second:,.0f} events/s); writers fenced {report.fence_ms:.1f} ms"
+        )
 
 
 @projections_app.command("verify")

@@ -90,10 +90,15 @@ def _sqlite_engine(url: URL, settings: Settings) -> Engine:
     return engine
 
 
+def writing(engine: Engine) -> Engine:
+    """The engine whose transactions write: on SQLite they begin with BEGIN IMMEDIATE."""
+    return engine.execution_options(**{_IMMEDIATE: True})
+
+
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """The one transaction of a write: commits when the block ends, rolls back on any error."""
-    with unavailable_on_outage(), engine.execution_options(**{_IMMEDIATE: True}).begin() as conn:
+    with unavailable_on_outage(), writing(engine).begin() as conn:
         yield conn
 
 
