@@ -40,8 +40,8 @@ def run_cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[st
 
 
 @contextmanager
-def served(cwd: Path, **env: str) -> Iterator[tuple[str, Path]]:
-    """`tasktrail serve` in a subprocess; yields its base URL and the file its stderr goes to."""
+def served(cwd: Path, **env: str) -> Iterator[tuple[str, Path, int]]:
+    """`tasktrail serve` in a subprocess; yields its base URL, its log file and its pid."""
     port = free_tcp_port()
     log = cwd / "serve.log"
     with log.open("w") as stderr:
@@ -66,7 +66,7 @@ def served(cwd: Path, **env: str) -> Iterator[tuple[str, Path]]:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"serve did not answer within 30 s:\n{log.read_text()}")
                 time.sleep(0.1)
-            yield base_url, log
+            yield base_url, log, process.pid
         finally:
             process.send_signal(signal.SIGTERM)
             try:

@@ -22,7 +22,7 @@ def test_serve_with_no_configuration_runs_on_sqlite_with_a_development_secret(
     tmp_path: Path,
 ) -> None:
     """The README's first command: no settings at all gives a working service and a secret file."""
-    with served(tmp_path) as (base_url, _):
+    with served(tmp_path) as (base_url, _, _):
         token_run = run_cli("token", "alice", cwd=tmp_path)
         assert token_run.returncode == 0, token_run.stderr
         headers = {"Authorization": f"Bearer {token_run.stdout.strip()}"}
@@ -131,7 +131,7 @@ def test_two_upgrades_at_once_on_postgres_both_succeed(tmp_path: Path) -> None:
 
 def test_each_request_is_logged_once_without_the_token(tmp_path: Path) -> None:
     """One JSON line per request: request id, method, route template, status, duration; no token."""
-    with served(tmp_path, BETTER_AUTH_SECRET=SECRET) as (base_url, log):
+    with served(tmp_path, BETTER_AUTH_SECRET=SECRET) as (base_url, log, _):
         token = run_cli("token", "carol", cwd=tmp_path, BETTER_AUTH_SECRET=SECRET).stdout.strip()
         response = httpx2.get(
             f"{base_url}/api/carol/tasks",

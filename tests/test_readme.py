@@ -30,7 +30,7 @@ def readme_block(heading: str) -> str:
 def alice_events(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
     """Run the README's curl session against a served instance; return alice's feed."""
     cwd = tmp_path_factory.mktemp("readme")
-    with served(cwd) as (base_url, _):
+    with served(cwd) as (base_url, _, _):
         script = (
             readme_block("A first session")
             .replace("uv run tasktrail", f"{sys.executable} -m tasktrail")
