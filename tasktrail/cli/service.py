@@ -1,0 +1,94 @@
+"""Running the service: serve, migrate, and mint tokens for trying the API by hand."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+from typing import Annotated
+
+import jwt
+import typer
+import uvicorn
+
+from tasktrail.api.auth import AUDITOR_ROLE, is_valid_user_id
+from tasktrail.cli.common import migrate, service_settings
+from tasktrail.logs import configure_logging
+from tasktrail.settings import load_settings
+
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+
+_DURATION = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="worker processes")] = 1,
+    no_migrate: Annotated[
+        bool, typer.Option("--no-migrate", help="do not apply pending migrations first")
+    ] = False,
+) -> None:
+    """Apply pending migrations, then serve the API."""
+    settings = service_settings(development_secret=True)
+    configure_logging(settings.effective_log_format)
+    if not no_migrate:
+        migrate(settings)
+    uvicorn.run(
+        "tasktrail.api.app:create_app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,  # tasktrail logs each request itself, without the query string
+        log_level="info",
+        timeout_graceful_shutdown=10,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply pending migrations and exit."""
+    settings = load_settings()
+    configure_logging(settings.effective_log_format)
+    migrate(settings)
+    typer.echo("database is at the newest schema revision")
+
+
+def token(
+    user_id: Annotated[str, typer.Argument(help="the user the token speaks for (its sub)")],
+    role: Annotated[
+        list[str] | None, typer.Option(help=f"a role to grant, e.g. {AUDITOR_ROLE}")
+    ] = None,
+    ttl: Annotated[str, typer.Option(help="lifetime: 90s, 30m, 1h, 7d")] = "1h",
+) -> None:
+    """Print a token signed with the configured secret, for trying the API by hand."""
+    if not is_valid_user_id(user_id):
+        typer.secho(
+            "A user id is 1 to 128 of A-Z a-z 0-9 . _ - @ : and not audit, . or ..",
+            err=True,
+            fg=typer.colors.RED,
+        )
+        raise typer.Exit(2)
+    match = _DURATION.match(ttl)
+    if match is None:
+        typer.secho(
+            "--ttl takes a number and a unit: 90s, 30m, 1h or 7d", err=True, fg=typer.colors.RED
+        )
+        raise typer.Exit(2)
+    lifetime = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+    settings = service_settings(development_secret=True)
+    now = int(time.time())
+    claims: dict[str, object] = {
+        "sub": user_id,
+        "iat": now,
+        "exp": now + int(lifetime.total_seconds()),
+    }
+    if role:
+        claims["role"] = ",".join(role)
+    if settings.jwt_issuer is not None:
+        claims["iss"] = settings.jwt_issuer
+    if settings.jwt_audience is not None:
+        claims["aud"] = settings.jwt_audience
+    typer.echo(jwt.encode(claims, settings.secret_bytes(), algorithm=settings.jwt_algorithm))
