@@ -110,6 +110,19 @@ def read_connection(engine: Engine) -> Iterator[Connection]:
 
 
 @contextmanager
+def snapshot_connection(engine: Engine) -> Iterator[Connection]:
+    """A read connection whose statements all see one snapshot.
+
+    For reads that must agree with each other (a chain and the head recorded for it). SQLite's
+    deferred read transaction is a snapshot already; PostgreSQL needs REPEATABLE READ.
+    """
+    with unavailable_on_outage(), engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+        yield conn
+
+
+@contextmanager
 def unavailable_on_outage() -> Iterator[None]:
     """Translate the driver's outage errors into `DatabaseUnavailable`, in this one place."""
     try:

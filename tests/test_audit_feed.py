@@ -187,3 +187,13 @@ def test_a_reader_tailing_the_feed_sees_every_event_once_while_commits_land_out_
     expected = sorted((user, seq) for user in users for seq in range(1, writes_each + 1))
     assert len(seen) == len(set(seen)), "an event was handed out twice"
     assert sorted(seen) == expected, "an event was skipped"
+
+
+def test_after_zero_reads_from_the_start_like_the_user_feed(client: TestClient, api: Api) -> None:
+    """Position 0 is before the first event: the same page as no `after` at all."""
+    api.create(title="t")
+    settle(client, api.user_id, 1)
+    assert (
+        search(client, user_id=api.user_id, after=0).json()
+        == search(client, user_id=api.user_id).json()
+    )

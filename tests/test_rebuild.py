@@ -13,7 +13,7 @@ from typing import Any
 import httpx2
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, inspect, select, update
+from sqlalchemy import Engine, inspect, select, text, update
 
 from tasktrail.api.app import create_app
 from tasktrail.database import create_database_engine
@@ -178,3 +178,17 @@ def test_the_command_prints_a_json_summary(
         "projections", "verify", cwd=tmp_path, TASKTRAIL_DATABASE_URL=fresh_database_url
     )
     assert verify.returncode == 0, verify.stdout
+
+
+def test_a_second_rebuild_while_one_runs_is_refused(postgres_engine: Engine) -> None:
+    """Rebuilds share one advisory lock: a second one stops before touching anything."""
+    with postgres_engine.connect() as holder:
+        holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": rebuild_module._LOCK_KEY})
+        try:
+            with pytest.raises(RebuildAborted, match="another rebuild is running"):
+                rebuild(postgres_engine)
+        finally:
+            holder.execute(
+                text("SELECT pg_advisory_unlock(:key)"), {"key": rebuild_module._LOCK_KEY}
+            )
+    assert "tasks_shadow" not in inspect(postgres_engine).get_table_names()

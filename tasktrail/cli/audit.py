@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from tasktrail.cli.common import events_progress
-from tasktrail.database import create_database_engine
+from tasktrail.database import create_database_engine, snapshot_connection
 from tasktrail.events.chain import RecordedHead
 from tasktrail.events.encoding import parse_timestamp
 from tasktrail.events.types import Event
@@ -57,7 +57,8 @@ def audit_verify(
     engine = create_database_engine(settings)
     checked = 0
     try:
-        with engine.connect() as conn:
+        # One snapshot for the whole check: a chain and its recorded head are read together.
+        with snapshot_connection(engine) as conn:
             users = [user] if user is not None else users_with_events(conn)
             for user_id in users:
                 report = verify_user(conn, user_id, expected)

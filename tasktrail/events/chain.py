@@ -144,10 +144,10 @@ def verify_chain(
         # Same length (longer and shorter were caught above), other head: the last event or
         # the stream's own record was changed.
         return ChainReport(
-            count - 1,
+            max(count - 1, 0),
             False,
             previous,
-            count,
+            max(count, 1),
             "the chain's head does not match the head recorded in user_streams",
         )
     return ChainReport(count, True, head, None, None)

@@ -23,6 +23,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import groupby
@@ -46,6 +47,7 @@ _COLUMNS = [column.name for column in tasks.c]
 _MAX_CATCH_UPS = 5
 _SWAP_ATTEMPTS = 20
 _FENCE_LOCK_TIMEOUT_MS = 200
+_LOCK_KEY = 0x7461736B72656275  # "taskrebu": any fixed number all rebuilds share
 
 
 class RebuildAborted(Exception):
@@ -72,6 +74,9 @@ class _Expected:
     """What the fold says the shadow table must hold: one digest per task."""
 
     digests: dict[uuid.UUID, int] = field(default_factory=dict)
+    # Rows in the shadow table: counted once in full before the fence, then kept up to date
+    # from the row counts of our own catch-ups, so the fence never scans the table.
+    stored_rows: int = 0
 
     def checksum(self) -> int:
         return sum(self.digests.values()) % (1 << 256)
@@ -86,25 +91,62 @@ def rebuild(
     started = time.perf_counter()
     report = RebuildReport()
     expected = _Expected()
-    _create_shadow(engine)
-    try:
-        marker = _replay(engine, batch_size, expected, report, on_events)
-        for _ in range(_MAX_CATCH_UPS):
+    with _only_rebuild(engine):
+        _create_shadow(engine)
+        try:
+            _rebuild(engine, batch_size, on_events, expected, report)
+        except BaseException:
             with writing(engine).begin() as conn:
-                changed, marker = _catch_up(conn, marker, expected, repeatable=True)
-            report.caught_up_tasks += len(changed)
-            if not changed:
-                break
-        _check_whole(engine, expected)
-        _fence_and_swap(engine, marker, expected, report)
-    except BaseException:
-        with writing(engine).begin() as conn:
-            conn.execute(text(f"DROP TABLE IF EXISTS {SHADOW}"))
-        raise
+                conn.execute(text(f"DROP TABLE IF EXISTS {SHADOW}"))
+            raise
     report.tasks = len(expected.digests)
     report.checksum = f"{expected.checksum():064x}"
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _rebuild(
+    engine: Engine,
+    batch_size: int,
+    on_events: Callable[[int], None],
+    expected: _Expected,
+    report: RebuildReport,
+) -> None:
+    marker = _replay(engine, batch_size, expected, report, on_events)
+    for _ in range(_MAX_CATCH_UPS):
+        with writing(engine).begin() as conn:
+            changed, marker = _catch_up(conn, marker, expected, repeatable=True)
+        report.caught_up_tasks += len(changed)
+        if not changed:
+            break
+    _check_whole(engine, expected)
+    _fence_and_swap(engine, marker, expected, report)
+
+
+@contextmanager
+def _only_rebuild(engine: Engine) -> Iterator[None]:
+    """One rebuild at a time, run by the table's owner (on PostgreSQL)."""
+    with engine.connect() as conn:
+        if not _postgres(conn):
+            yield  # SQLite's rebuild runs inside the service's one file: one operator at a time
+            return
+        owner, me = conn.execute(
+            text(
+                "SELECT tableowner, current_user FROM pg_tables "
+                "WHERE schemaname = current_schema() AND tablename = 'tasks'"
+            )
+        ).one()
+        if owner != me:
+            # The swapped-in table belongs to whoever creates it, without the old one's grants.
+            raise RebuildAborted(f"run the rebuild as {owner}, the owner of tasks (not {me})")
+        if not conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": _LOCK_KEY}).scalar():
+            raise RebuildAborted("another rebuild is running")
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+            conn.commit()
 
 
 # --- the shadow table ---------------------------------------------------------------------
@@ -266,9 +308,12 @@ def _refold(conn: Connection, task_ids: list[uuid.UUID], expected: _Expected) ->
         .order_by(events.c.task_id, events.c.version)
     )
     rows = [row for row, _ in _folded_rows(event_from_row(r._mapping) for r in history)]
-    conn.execute(delete(shadow_tasks).where(shadow_tasks.c.id.in_(task_ids)))
+    removed = conn.execute(delete(shadow_tasks).where(shadow_tasks.c.id.in_(task_ids))).rowcount
     if rows:
         conn.execute(shadow_tasks.insert(), rows)
+    expected.stored_rows += len(rows) - removed
+    for task_id in task_ids:
+        expected.digests.pop(task_id, None)  # a stream that folds to no task has no row
     for row in rows:
         expected.digests[row["id"]] = _digest(row)
 
@@ -293,6 +338,7 @@ def _check_whole(engine: Engine, expected: _Expected) -> None:
         for row in conn.execution_options(yield_per=10_000).execute(select(shadow_tasks)):
             count += 1
             total = (total + _digest(dict(row._mapping))) % (1 << 256)
+    expected.stored_rows = count
     if count != len(expected.digests) or total != expected.checksum():
         raise RebuildAborted(
             f"the shadow table has {count} rows (checksum {total:064x}); the fold has "
@@ -307,9 +353,10 @@ def _check_rows(conn: Connection, task_ids: list[uuid.UUID], expected: _Expected
         _digest(dict(row._mapping)) != expected.digests.get(row.id) for row in stored
     ):
         raise RebuildAborted("rows caught up under the fence do not match the fold")
-    count = conn.execute(select(func.count()).select_from(shadow_tasks)).scalar_one()
-    if count != len(expected.digests):
-        raise RebuildAborted(f"the shadow table has {count} rows, the fold {len(expected.digests)}")
+    if expected.stored_rows != len(expected.digests):
+        raise RebuildAborted(
+            f"the shadow table has {expected.stored_rows} rows, the fold {len(expected.digests)}"
+        )
 
 
 # --- fence and swap ---------------------------------------------------------------------------
@@ -370,11 +417,19 @@ def _swap(conn: Connection, indexes: list[tuple[str, str]]) -> None:
 
 
 def _on_shadow(definition: str, name: str) -> str:
-    return (
-        definition.replace(f"INDEX {name} ON", f"INDEX {name}_shadow ON", 1)
-        .replace(" ON public.tasks ", f" ON public.{SHADOW} ", 1)
-        .replace(" ON tasks ", f" ON {SHADOW} ", 1)
+    """The live index's definition, for the shadow table under a name of its own.
+
+    pg_indexes qualifies the table with its schema, whichever it is (public or another).
+    """
+    renamed, found = re.subn(
+        rf"INDEX {re.escape(name)} ON ((?:\S+\.)?)tasks ",
+        rf"INDEX {name}_shadow ON \g<1>{SHADOW} ",
+        definition,
+        count=1,
     )
+    if not found:
+        raise RebuildAborted(f"cannot read the definition of index {name}: {definition}")
+    return renamed
 
 
 def _lock_refused(error: DBAPIError) -> bool:

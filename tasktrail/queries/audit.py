@@ -24,7 +24,8 @@ from sqlalchemy import (
     tuple_,
 )
 
-from tasktrail.events.chain import ChainReport, RecordedHead, verify_chain
+from tasktrail.database import read_connection
+from tasktrail.events.chain import GENESIS_HASH, ChainReport, RecordedHead, verify_chain
 from tasktrail.events.store import event_columns, event_from_row
 from tasktrail.events.types import Event
 from tasktrail.schema import Xid8, events, user_streams
@@ -41,7 +42,13 @@ def verify_user(
             user_streams.c.user_id == user_id
         )
     ).one_or_none()
-    recorded = None if stream is None else RecordedHead(stream.last_seq, stream.head_hash)
+    # No stream row means the service never recorded an event for this user: any event found
+    # lies beyond a head of seq 0.
+    recorded = (
+        RecordedHead(0, GENESIS_HASH)
+        if stream is None
+        else RecordedHead(stream.last_seq, stream.head_hash)
+    )
     # closing(): the check may stop at the first break; the server-side cursor must not wait
     # for the garbage collector.
     with closing(_user_events(conn, user_id)) as stored:
@@ -112,11 +119,11 @@ def audit_export(
     long export never holds a connection (nor a transaction) while it waits. The horizon is
     fixed when the export starts: it ends with what was final then.
     """
-    with engine.connect() as conn:
+    with read_connection(engine) as conn:
         horizon = _horizon_value(conn)
         key = None if after is None else _key_of(conn, after)
     while True:
-        with engine.connect() as conn:
+        with read_connection(engine) as conn:
             statement = _search(conn, search, with_xact_id=True)
             if horizon is not None:
                 statement = statement.where(events.c.xact_id < cast(literal(horizon), Xid8()))

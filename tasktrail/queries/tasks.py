@@ -90,7 +90,13 @@ def list_tasks(conn: Connection, query: ListTasks) -> TaskPage:
     walk: list[tuple[KeysetPosition, TaskState]] = [
         (KeysetPosition(getattr(row, column.key), str(row.id)), state_from_row(row)) for row in rows
     ]
-    walk.extend(_changed_since(conn, query, filters, snapshot))
+    changed = _changed_since(conn, query, filters, snapshot)
+    if changed:
+        # At READ COMMITTED a task may commit a change between the two reads and come back from
+        # both; the changed copy is placed by its key as of the snapshot, so it takes the place.
+        seen_changed = {state.id for _, state in changed}
+        walk = [entry for entry in walk if entry[1].id not in seen_changed]
+        walk.extend(changed)
     walk.sort(key=lambda entry: walk_order(entry[0], query.sort))
     del walk[query.limit + 1 :]
     total = conn.execute(select(func.count()).select_from(tasks).where(*filters)).scalar_one()

@@ -13,6 +13,7 @@ import pytest
 
 from tasktrail.events.chain import (
     GENESIS_HASH,
+    RecordedHead,
     data_hash,
     event_hash,
     hashed_fields,
@@ -357,3 +358,18 @@ def test_a_chain_of_one_user_verifies_whatever_its_tasks(chain: list[Event]) -> 
     """Events of different tasks interleave on one user's chain and it still verifies."""
     assert {event.task_id for event in chain} == {TASK_A, TASK_B}
     assert verify_chain(chain).ok
+
+
+def test_events_of_a_user_without_a_recorded_head_are_reported_from_seq_1() -> None:
+    """The service records every user it writes for; events beyond a head of 0 are foreign."""
+    events = build_chain(
+        [(TASK_A, 1, "TaskCreated", {"title": "a"}), (TASK_A, 2, "TaskCompleted", {})]
+    )
+    report = verify_chain(events, stream_head=RecordedHead(0, GENESIS_HASH))
+    assert (report.ok, report.first_bad_seq, report.events) == (False, 1, 0)
+
+
+def test_a_recorded_head_for_an_empty_log_that_is_not_genesis_is_reported_at_seq_1() -> None:
+    """No events, but user_streams holds another head: bad at seq 1, not at a seq of 0."""
+    report = verify_chain([], stream_head=RecordedHead(0, "f" * 64))
+    assert (report.ok, report.first_bad_seq, report.events) == (False, 1, 0)

@@ -18,7 +18,7 @@ from tasktrail.api.problems import Problem
 from tasktrail.api.representation import event_body, events_response, json_response
 from tasktrail.api.routes.query import only_parameters_of
 from tasktrail.api.schemas import EventOut, VerifyOut
-from tasktrail.database import read_connection
+from tasktrail.database import read_connection, snapshot_connection
 from tasktrail.events.chain import RecordedHead
 from tasktrail.events.encoding import parse_timestamp
 from tasktrail.events.types import Event, EventType
@@ -64,7 +64,7 @@ def verify_chain_of_user(
                     {"loc": ["query", "expected_head"], "msg": str(error), "type": "value_error"}
                 ],
             ) from None
-    with read_connection(engine) as conn:
+    with snapshot_connection(engine) as conn:  # the chain and its recorded head, together
         report = verify_user(conn, user_id, expected)
     return json_response(
         {
@@ -144,6 +144,8 @@ def search_events(
         since=_moment("since", since),
         until=_moment("until", until),
     )
+    if after == 0:
+        after = None  # before the first event: from the start, as the user feed reads it
     if accept is not None and NDJSON in accept:
         return _export(engine, search, after)
     try:
