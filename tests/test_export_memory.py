@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx2
@@ -61,8 +62,15 @@ def test_exporting_100_000_events_keeps_the_server_memory_flat(
     headers = {**auth("memory-auditor", role="auditor"), "Accept": "application/x-ndjson"}
     server = served(tmp_path, TASKTRAIL_DATABASE_URL=fresh_database_url, BETTER_AUTH_SECRET=SECRET)
     with server as (base_url, _, pid), httpx2.Client(base_url=base_url, timeout=120) as client:
-        # A small export first, so its code is loaded before the baseline is taken.
-        warm = client.get("/api/audit/events", params={"user_id": "mem-1"}, headers=headers)
+        # A small export first, so its code is loaded before the baseline is taken. On
+        # PostgreSQL the feed hands out the new events once every older transaction of the
+        # cluster has ended: wait for that (another client's long transaction may delay it).
+        deadline = time.monotonic() + 60
+        while True:
+            warm = client.get("/api/audit/events", params={"user_id": "mem-1"}, headers=headers)
+            if len(warm.text.splitlines()) == EVENTS // USERS or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert len(warm.text.splitlines()) == EVENTS // USERS
         baseline = rss_kib(pid)
         peak = baseline

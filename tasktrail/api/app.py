@@ -21,7 +21,7 @@ from tasktrail.api.metrics import Metrics
 from tasktrail.api.openapi import finish_document
 from tasktrail.api.problems import install_problem_handlers
 from tasktrail.api.request_context import RequestContextMiddleware, UnhandledErrorMiddleware
-from tasktrail.api.routes import audit, events, health, tasks
+from tasktrail.api.routes import audit, events, health, task_list, tasks
 from tasktrail.api.routes import metrics as metrics_route
 from tasktrail.database import DatabaseUnavailable, create_database_engine
 from tasktrail.logs import configure_logging
@@ -88,7 +88,14 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.metrics = metrics = Metrics(database)
     install_problem_handlers(app)
     # The audit routes first: /api/audit/events must not be read as the feed of a user "audit".
-    routers = (health.router, metrics_route.router, audit.router, tasks.router, events.router)
+    routers = (
+        health.router,
+        metrics_route.router,
+        audit.router,
+        task_list.router,
+        tasks.router,
+        events.router,
+    )
     for router in routers:
         app.include_router(router)
     # The routes by path, for the Allow header of a 405 (Starlette's names one route's methods).

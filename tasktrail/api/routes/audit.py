@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Annotated
 
 import orjson
@@ -14,13 +13,11 @@ from starlette.responses import Response, StreamingResponse
 
 from tasktrail.api.deps import Auditor, EngineDep
 from tasktrail.api.openapi import problems
-from tasktrail.api.problems import Problem
 from tasktrail.api.representation import event_body, events_response, json_response
-from tasktrail.api.routes.query import only_parameters_of
+from tasktrail.api.routes.query import only_parameters_of, query_problem, query_timestamp
 from tasktrail.api.schemas import EventOut, VerifyOut
 from tasktrail.database import read_connection, snapshot_connection
 from tasktrail.events.chain import RecordedHead
-from tasktrail.events.encoding import parse_timestamp
 from tasktrail.events.types import Event, EventType
 from tasktrail.queries.audit import (
     AuditFilter,
@@ -57,13 +54,7 @@ def verify_chain_of_user(
         try:
             expected = RecordedHead.parse(expected_head)
         except ValueError as error:
-            raise Problem(
-                422,
-                f"Fix the query parameter expected_head: {error}.",
-                errors=[
-                    {"loc": ["query", "expected_head"], "msg": str(error), "type": "value_error"}
-                ],
-            ) from None
+            raise query_problem("expected_head", str(error)) from None
     with snapshot_connection(engine) as conn:  # the chain and its recorded head, together
         report = verify_user(conn, user_id, expected)
     return json_response(
@@ -80,23 +71,6 @@ def verify_chain_of_user(
 
 NDJSON = "application/x-ndjson"
 _SEARCH_PARAMETERS = ("user_id", "task_id", "type", "since", "until", "after", "limit")
-
-
-def _bad_query(name: str, message: str) -> Problem:
-    return Problem(
-        422,
-        f"Fix the query parameter {name}: {message}.",
-        errors=[{"loc": ["query", name], "msg": message, "type": "value_error"}],
-    )
-
-
-def _moment(name: str, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_timestamp(value)
-    except ValueError as error:
-        raise _bad_query(name, str(error)) from None
 
 
 @router.get(
@@ -136,13 +110,13 @@ def search_events(
         try:
             task_id = str(uuid.UUID(task_id))
         except ValueError:
-            raise _bad_query("task_id", "it must be a task id (a UUID)") from None
+            raise query_problem("task_id", "it must be a task id (a UUID)") from None
     search = AuditFilter(
         user_id=user_id,
         task_id=task_id,
         types=tuple(kind.value for kind in type or ()),
-        since=_moment("since", since),
-        until=_moment("until", until),
+        since=query_timestamp("since", since),
+        until=query_timestamp("until", until),
     )
     if after == 0:
         after = None  # before the first event: from the start, as the user feed reads it
@@ -152,7 +126,7 @@ def search_events(
         with read_connection(engine) as conn:
             page = audit_page(conn, search, after=after, limit=limit)
     except UnknownPosition as error:
-        raise _bad_query("after", str(error)) from None
+        raise query_problem("after", str(error)) from None
     headers = {}
     if page.has_more:
         next_url = request.url.include_query_params(after=page.events[-1].position, limit=limit)
@@ -165,7 +139,7 @@ def _export(engine: Engine, search: AuditFilter, after: int | None) -> Response:
     try:
         first = next(events, None)  # fail here, as a problem, if after names no event
     except UnknownPosition as error:
-        raise _bad_query("after", str(error)) from None
+        raise query_problem("after", str(error)) from None
 
     def lines() -> Iterator[bytes]:
         if first is None:

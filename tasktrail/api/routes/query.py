@@ -1,13 +1,15 @@
-"""Query-string rules shared by the routes: an unknown parameter is a 422, not silence."""
+"""Query-string rules shared by the routes: an unknown or bad parameter is a 422 naming it."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 
 from fastapi import Request
 
 from tasktrail.api.deps import Auditor, CurrentUser
 from tasktrail.api.problems import Problem
+from tasktrail.events.encoding import parse_timestamp
 
 
 def only_parameters(*allowed: str) -> Callable[..., Awaitable[None]]:
@@ -42,3 +44,36 @@ def _unknown(unknown: list[str], allowed: tuple[str, ...]) -> Problem:
             for name in unknown
         ],
     )
+
+
+AS_OF_DESCRIPTION = (
+    "RFC 3339 timestamp: the answer as it was at that instant, rebuilt from the task events "
+    "whose occurred_at is at or before it"
+)
+
+
+def query_problem(name: str, message: str) -> Problem:
+    return Problem(
+        422,
+        f"Fix the query parameter {name}: {message}.",
+        errors=[{"loc": ["query", name], "msg": message, "type": "value_error"}],
+    )
+
+
+def query_text(name: str, value: str, *, max_length: int, allow_empty: bool = False) -> str:
+    if not value and not allow_empty:
+        raise query_problem(name, "it must not be empty")
+    if len(value) > max_length:
+        raise query_problem(name, f"it must be at most {max_length} characters")
+    if "\x00" in value:
+        raise query_problem(name, "it must not contain U+0000 (NUL)")
+    return value
+
+
+def query_timestamp(name: str, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_timestamp(value)
+    except ValueError as error:
+        raise query_problem(name, str(error)) from None

@@ -6,7 +6,6 @@ No rules live here: `decide` holds them, and domain errors become problems in ap
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any
 
 import uuid_utils
@@ -30,7 +29,7 @@ from tasktrail.api.idempotency import IdempotencyKeyDep, Written, run_write
 from tasktrail.api.openapi import json_request_body, problems
 from tasktrail.api.problems import Problem, task_not_found
 from tasktrail.api.representation import etag, json_response, task_body
-from tasktrail.api.routes.query import only_parameters
+from tasktrail.api.routes.query import AS_OF_DESCRIPTION, only_parameters, query_timestamp
 from tasktrail.api.schemas import (
     CompletionSet,
     TaskCreate,
@@ -48,18 +47,9 @@ from tasktrail.commands.types import (
     UpdateTask,
 )
 from tasktrail.database import read_connection
-from tasktrail.events.encoding import parse_timestamp
 from tasktrail.projections.state import TaskState
-from tasktrail.queries.as_of import list_as_of, task_as_of
-from tasktrail.queries.cursor import Cursor, decode_cursor, encode_cursor, fingerprint
-from tasktrail.queries.list_query import (
-    KeysetPosition,
-    ListTasks,
-    Sort,
-    SortField,
-    StatusFilter,
-)
-from tasktrail.queries.tasks import get_task, list_tasks
+from tasktrail.queries.as_of import task_as_of
+from tasktrail.queries.tasks import get_task
 
 router = APIRouter(tags=["tasks"])
 
@@ -107,137 +97,6 @@ def create_task(
     return run_write(request, engine, context.user_id, key, write)
 
 
-_LIST_PARAMETERS = (
-    "status",
-    "sort",
-    "q",
-    "tag",
-    "due_before",
-    "due_after",
-    "limit",
-    "cursor",
-    "as_of",
-)
-_AS_OF_DESCRIPTION = (
-    "RFC 3339 timestamp: the answer as it was at that instant, rebuilt from the task events "
-    "whose occurred_at is at or before it"
-)
-_SORTS = ", ".join(f"{sign}{name}" for name in SortField for sign in ("", "-"))
-
-
-@router.get(
-    TASKS,
-    response_model=list[TaskOut],
-    summary="List tasks",
-    description='A page of the user\'s tasks. `Link: <...>; rel="next"` points to the next page '
-    "while more remain; `X-Total-Count` counts every task that matches. A cursor is bound to the "
-    "parameters it came with: only `limit` may change between pages. A walk keeps the order it "
-    "began with: a task edited between pages keeps its place (its body is current), so a task "
-    "that exists and matches throughout is seen exactly once; a task deleted meanwhile is gone, "
-    "one created meanwhile appears if it sorts after the cursor.",
-    responses=problems(401, 403, 422, 503),
-)
-def list_user_tasks(
-    request: Request,
-    engine: EngineDep,
-    user: CurrentUser,
-    _: Annotated[None, Depends(only_parameters(*_LIST_PARAMETERS))],
-    status: Annotated[
-        StatusFilter,
-        Query(description="all (default: every live task), pending, completed, or deleted"),
-    ] = StatusFilter.ALL,
-    sort: Annotated[
-        str,
-        Query(
-            description=f"one of {_SORTS}; ties are broken by id in the same direction; "
-            "tasks without due_at come last for due and -due",
-            pattern=r"^-?(created|updated|title|due|priority)$",
-        ),
-    ] = "-created",
-    q: Annotated[
-        str | None,
-        Query(max_length=200, description="case-insensitive text in the title or description"),
-    ] = None,
-    tag: Annotated[
-        list[str] | None,
-        Query(description="repeatable; a task must carry every tag given (case-insensitive)"),
-    ] = None,
-    due_before: Annotated[
-        str | None, Query(description="RFC 3339 timestamp; due_at < due_before")
-    ] = None,
-    due_after: Annotated[
-        str | None, Query(description="RFC 3339 timestamp; due_at >= due_after")
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
-    cursor: Annotated[str | None, Query(description="opaque; take it from the Link header")] = None,
-    as_of: Annotated[str | None, Query(description=_AS_OF_DESCRIPTION)] = None,
-) -> Response:
-    parsed_sort = Sort.parse(sort)
-    tags = tuple(_query_text("tag", value, max_length=50) for value in tag or ())
-    bound_to = fingerprint(
-        request.url.path,
-        {name: request.query_params.getlist(name) for name in request.query_params},
-    )
-    query = ListTasks(
-        user_id=user.user_id,
-        status=status,
-        sort=parsed_sort,
-        q=None if q is None else _query_text("q", q, max_length=200, allow_empty=True),
-        tags=tags,
-        due_before=_query_timestamp("due_before", due_before),
-        due_after=_query_timestamp("due_after", due_after),
-        limit=limit,
-        **_continuing(cursor, bound_to, parsed_sort),
-    )
-    instant = _query_timestamp("as_of", as_of)
-    with read_connection(engine) as conn:
-        page = list_tasks(conn, query) if instant is None else list_as_of(conn, query, instant)
-    headers = {"X-Total-Count": str(page.total)}
-    if page.next_position is not None:
-        token = encode_cursor(Cursor(page.next_position.to_json(), page.snapshot_seq), bound_to)
-        headers["Link"] = f'<{request.url.include_query_params(cursor=token)}>; rel="next"'
-    return json_response([task_body(task) for task in page.tasks], 200, headers)
-
-
-def _query_problem(name: str, message: str) -> Problem:
-    return Problem(
-        422,
-        f"Fix the query parameter {name}: {message}.",
-        errors=[{"loc": ["query", name], "msg": message, "type": "value_error"}],
-    )
-
-
-def _query_text(name: str, value: str, *, max_length: int, allow_empty: bool = False) -> str:
-    if not value and not allow_empty:
-        raise _query_problem(name, "it must not be empty")
-    if len(value) > max_length:
-        raise _query_problem(name, f"it must be at most {max_length} characters")
-    if "\x00" in value:
-        raise _query_problem(name, "it must not contain U+0000 (NUL)")
-    return value
-
-
-def _query_timestamp(name: str, value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        return parse_timestamp(value)
-    except ValueError as error:
-        raise _query_problem(name, str(error)) from None
-
-
-def _continuing(cursor: str | None, bound_to: str, sort: Sort) -> dict[str, Any]:
-    """Where the walk stands and its snapshot, from the cursor; nothing on a first page."""
-    if cursor is None:
-        return {}
-    try:
-        decoded = decode_cursor(cursor, bound_to)
-        position = KeysetPosition.from_json(sort, decoded.key)
-    except ValueError as error:  # InvalidCursor is a ValueError too
-        raise _query_problem("cursor", str(error)) from None
-    return {"after": position, "snapshot_seq": decoded.snapshot_seq}
-
-
 @router.get(
     TASK,
     response_model=TaskOut,
@@ -249,13 +108,13 @@ def read_task(
     engine: EngineDep,
     user: CurrentUser,
     task_id: TaskId,
-    as_of: Annotated[str | None, Query(description=_AS_OF_DESCRIPTION)] = None,
+    as_of: Annotated[str | None, Query(description=AS_OF_DESCRIPTION)] = None,
     if_none_match: Annotated[
         str | None,
         Header(alias="If-None-Match", description="an ETag you hold; 304 while it is current"),
     ] = None,
 ) -> Response:
-    instant = _query_timestamp("as_of", as_of)
+    instant = query_timestamp("as_of", as_of)
     with read_connection(engine) as conn:
         if instant is None:
             task = get_task(conn, user.user_id, task_id)

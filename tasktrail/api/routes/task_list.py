@@ -1,0 +1,128 @@
+"""The list route: the query language of GET /api/{user_id}/tasks, its cursors and paging."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from starlette.responses import Response
+
+from tasktrail.api.deps import CurrentUser, EngineDep
+from tasktrail.api.openapi import problems
+from tasktrail.api.representation import json_response, task_body
+from tasktrail.api.routes.query import (
+    AS_OF_DESCRIPTION,
+    only_parameters,
+    query_problem,
+    query_text,
+    query_timestamp,
+)
+from tasktrail.api.schemas import TaskOut
+from tasktrail.database import read_connection
+from tasktrail.queries.as_of import list_as_of
+from tasktrail.queries.cursor import Cursor, decode_cursor, encode_cursor, fingerprint
+from tasktrail.queries.list_query import KeysetPosition, ListTasks, Sort, SortField, StatusFilter
+from tasktrail.queries.tasks import list_tasks
+
+router = APIRouter(tags=["tasks"])
+
+TASKS = "/api/{user_id}/tasks"
+
+_LIST_PARAMETERS = (
+    "status",
+    "sort",
+    "q",
+    "tag",
+    "due_before",
+    "due_after",
+    "limit",
+    "cursor",
+    "as_of",
+)
+_SORTS = ", ".join(f"{sign}{name}" for name in SortField for sign in ("", "-"))
+
+
+@router.get(
+    TASKS,
+    response_model=list[TaskOut],
+    summary="List tasks",
+    description='A page of the user\'s tasks. `Link: <...>; rel="next"` points to the next page '
+    "while more remain; `X-Total-Count` counts every task that matches. A cursor is bound to the "
+    "parameters it came with: only `limit` may change between pages. A walk keeps the order it "
+    "began with: a task edited between pages keeps its place (its body is current), so a task "
+    "that exists and matches throughout is seen exactly once; a task deleted meanwhile is gone, "
+    "one created meanwhile appears if it sorts after the cursor.",
+    responses=problems(401, 403, 422, 503),
+)
+def list_user_tasks(
+    request: Request,
+    engine: EngineDep,
+    user: CurrentUser,
+    _: Annotated[None, Depends(only_parameters(*_LIST_PARAMETERS))],
+    status: Annotated[
+        StatusFilter,
+        Query(description="all (default: every live task), pending, completed, or deleted"),
+    ] = StatusFilter.ALL,
+    sort: Annotated[
+        str,
+        Query(
+            description=f"one of {_SORTS}; ties are broken by id in the same direction; "
+            "tasks without due_at come last for due and -due",
+            pattern=r"^-?(created|updated|title|due|priority)$",
+        ),
+    ] = "-created",
+    q: Annotated[
+        str | None,
+        Query(max_length=200, description="case-insensitive text in the title or description"),
+    ] = None,
+    tag: Annotated[
+        list[str] | None,
+        Query(description="repeatable; a task must carry every tag given (case-insensitive)"),
+    ] = None,
+    due_before: Annotated[
+        str | None, Query(description="RFC 3339 timestamp; due_at < due_before")
+    ] = None,
+    due_after: Annotated[
+        str | None, Query(description="RFC 3339 timestamp; due_at >= due_after")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
+    cursor: Annotated[str | None, Query(description="opaque; take it from the Link header")] = None,
+    as_of: Annotated[str | None, Query(description=AS_OF_DESCRIPTION)] = None,
+) -> Response:
+    parsed_sort = Sort.parse(sort)
+    tags = tuple(query_text("tag", value, max_length=50) for value in tag or ())
+    bound_to = fingerprint(
+        request.url.path,
+        {name: request.query_params.getlist(name) for name in request.query_params},
+    )
+    query = ListTasks(
+        user_id=user.user_id,
+        status=status,
+        sort=parsed_sort,
+        q=None if q is None else query_text("q", q, max_length=200, allow_empty=True),
+        tags=tags,
+        due_before=query_timestamp("due_before", due_before),
+        due_after=query_timestamp("due_after", due_after),
+        limit=limit,
+        **_continuing(cursor, bound_to, parsed_sort),
+    )
+    instant = query_timestamp("as_of", as_of)
+    with read_connection(engine) as conn:
+        page = list_tasks(conn, query) if instant is None else list_as_of(conn, query, instant)
+    headers = {"X-Total-Count": str(page.total)}
+    if page.next_position is not None:
+        token = encode_cursor(Cursor(page.next_position.to_json(), page.snapshot_seq), bound_to)
+        headers["Link"] = f'<{request.url.include_query_params(cursor=token)}>; rel="next"'
+    return json_response([task_body(task) for task in page.tasks], 200, headers)
+
+
+def _continuing(cursor: str | None, bound_to: str, sort: Sort) -> dict[str, Any]:
+    """Where the walk stands and its snapshot, from the cursor; nothing on a first page."""
+    if cursor is None:
+        return {}
+    try:
+        decoded = decode_cursor(cursor, bound_to)
+        position = KeysetPosition.from_json(sort, decoded.key)
+    except ValueError as error:  # InvalidCursor is a ValueError too
+        raise query_problem("cursor", str(error)) from None
+    return {"after": position, "snapshot_seq": decoded.snapshot_seq}
