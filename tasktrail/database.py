@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine, Table, create_engine, event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
@@ -27,6 +28,16 @@ SQLITE_BUSY_TIMEOUT_MS = 5_000
 # query_canceled (statement_timeout), lock_not_available (lock_timeout), admin/crash shutdown,
 # cannot_connect_now, too_many_connections, idle-in-transaction timeout.
 _UNAVAILABLE_SQLSTATES = frozenset({"57014", "55P03", "57P01", "57P02", "57P03", "53300", "25P03"})
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+# JSON columns (event data, tags) through orjson: several times faster than the standard
+# library, on every read of the log and the read model. Hashes never depend on this text:
+# they are taken over the canonical encoding of the decoded value.
+_JSON_CODEC: dict[str, Any] = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
 
 
 class DatabaseUnavailable(Exception):
@@ -47,6 +58,7 @@ def _postgres_engine(url: URL, settings: Settings) -> Engine:
     options += " -c idle_in_transaction_session_timeout=60000"
     return create_engine(
         url,
+        **_JSON_CODEC,
         pool_size=settings.pool_size,
         max_overflow=0,  # bounded: TASKTRAIL_POOL_SIZE connections per process, never more
         pool_timeout=settings.pool_timeout,
@@ -62,6 +74,7 @@ def _postgres_engine(url: URL, settings: Settings) -> Engine:
 def _sqlite_engine(url: URL, settings: Settings) -> Engine:
     engine = create_engine(
         url,
+        **_JSON_CODEC,
         pool_size=settings.pool_size,
         max_overflow=0,
         pool_timeout=settings.pool_timeout,
