@@ -18,22 +18,20 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 from itertools import groupby
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, Engine, MetaData, Table, delete, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from tasktrail.database import writing
-from tasktrail.events.encoding import format_timestamp
 from tasktrail.events.store import event_columns, event_from_row
 from tasktrail.events.types import Event
 from tasktrail.projections.evolve import fold
@@ -321,14 +319,14 @@ def _refold(conn: Connection, task_ids: list[uuid.UUID], expected: _Expected) ->
 # --- checks -------------------------------------------------------------------------------------
 
 
+# Column names read back are SQLAlchemy's quoted_name, a str subclass orjson will not take as is.
+_DIGEST_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
+
+
 def _digest(row: dict[str, Any]) -> int:
-    """A row's SHA-256, over its values in a form both sides (fold and table) write alike."""
-    plain = {
-        name: format_timestamp(value) if isinstance(value, datetime) else value
-        for name, value in row.items()
-    }
-    plain["id"] = str(plain["id"])
-    return int.from_bytes(hashlib.sha256(json.dumps(plain, sort_keys=True).encode()).digest())
+    """A row's SHA-256. Both sides (the fold, the table read back) hold the same Python types
+    (UUID, aware UTC datetimes, lists), which orjson writes alike."""
+    return int.from_bytes(hashlib.sha256(orjson.dumps(row, option=_DIGEST_OPTIONS)).digest())
 
 
 def _check_whole(engine: Engine, expected: _Expected) -> None:
