@@ -261,3 +261,11 @@ def fresh_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
         return
     with scratch_postgres_database("tasktrail_fresh") as url:
         yield migrated(url)
+
+
+@pytest.fixture
+def fresh_engine(fresh_database_url: str) -> Iterator[Engine]:
+    """An engine on this test's own database."""
+    engine = create_database_engine(make_settings(fresh_database_url))
+    yield engine
+    engine.dispose()

@@ -12,18 +12,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete, insert, update
 
 from tasktrail.api.app import create_app
-from tasktrail.database import create_database_engine
 from tasktrail.projections.verify import Drift, diff_read_model
 from tasktrail.schema import tasks
 from tests.conftest import Api, make_settings
 from tests.processes import run_cli
-
-
-@pytest.fixture
-def fresh_engine(fresh_database_url: str) -> Iterator[Engine]:
-    engine = create_database_engine(make_settings(fresh_database_url))
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture

@@ -16,20 +16,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, inspect, select, text, update
 
 from tasktrail.api.app import create_app
-from tasktrail.database import create_database_engine
 from tasktrail.projections import rebuild as rebuild_module
 from tasktrail.projections.rebuild import RebuildAborted, rebuild
 from tasktrail.projections.verify import diff_read_model
 from tasktrail.schema import tasks
 from tests.conftest import Api, auth, live_server, make_settings
 from tests.processes import run_cli
-
-
-@pytest.fixture
-def fresh_engine(fresh_database_url: str) -> Iterator[Engine]:
-    engine = create_database_engine(make_settings(fresh_database_url))
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
