@@ -37,12 +37,12 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import psycopg
 from procstat import host_busy_seconds, process_cpu_seconds
@@ -56,7 +56,6 @@ from tasktrail.events.chain import GENESIS_HASH, data_hash, recompute_hash
 from tasktrail.events.encoding import canonical_json, format_timestamp
 from tasktrail.events.types import CURRENT_SCHEMA_VERSION, Event, EventType
 from tasktrail.migrations.runner import upgrade
-from tasktrail.projections import rebuild as rebuild_module
 from tasktrail.projections.evolve import fold
 from tasktrail.projections.inline import task_row
 from tasktrail.projections.rebuild import RebuildReport, rebuild
@@ -142,6 +141,7 @@ class Options:
     events: int
     users: int
     batch_size: int
+    workers: int
     seed: int
     processes: int
     postgres_url: str
@@ -155,6 +155,12 @@ def parse_args(argv: Sequence[str] | None) -> Options:
     parser.add_argument("--users", type=int, default=10_000, help="users they are spread over")
     parser.add_argument(
         "--batch-size", type=int, default=5_000, help="rebuild(batch_size=...), the CLI default"
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="rebuild(workers=...): processes folding the log, the CLI default",
     )
     parser.add_argument("--seed", type=int, default=1, help="the same seed makes the same log")
     parser.add_argument(
@@ -182,6 +188,7 @@ def parse_args(argv: Sequence[str] | None) -> Options:
         events=args.events,
         users=args.users,
         batch_size=args.batch_size,
+        workers=max(1, args.workers),
         seed=args.seed,
         processes=max(1, args.processes),
         postgres_url=args.postgres_url,
@@ -544,44 +551,6 @@ class Measurement:
         return self.events / self.seconds if self.events and self.seconds else None
 
 
-class PhaseClock:
-    """Times two steps of `rebuild` from outside, by wrapping the module functions it calls
-    (looked up at call time), so the code measured is the code shipped; restored afterwards.
-    The replay's end is the last `on_events` call; what is left is the catch-up and the
-    shadow's creation, a few milliseconds."""
-
-    WRAPPED: ClassVar[dict[str, str]] = {
-        "_check_whole": "read back + checksum",
-        "_fence_and_swap": "indexes, fence, swap",
-    }
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        originals = {name: getattr(rebuild_module, name, None) for name in self.WRAPPED}
-        for name, original in originals.items():
-            if callable(original):
-                setattr(rebuild_module, name, self._timed(self.WRAPPED[name], original))
-        try:
-            yield
-        finally:
-            for name, original in originals.items():
-                if original is not None:
-                    setattr(rebuild_module, name, original)
-
-    def _timed(self, label: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                self.seconds[label] = self.seconds.get(label, 0.0) + time.perf_counter() - started
-
-        return timed
-
-
 def measure_rebuild(
     engine: Engine, meter: CpuMeter, options: Options
 ) -> tuple[list[Measurement], RebuildReport]:
@@ -593,24 +562,34 @@ def measure_rebuild(
         if len(marks) > 1 and count // step != marks[-2][1] // step:
             progress(f"  rebuild: {count:,} events replayed")
 
-    clock = PhaseClock()
     cpu: list[Cpu] = []
-    with meter.measuring(cpu), clock.installed():
+    with meter.measuring(cpu):
         started = time.perf_counter()
-        report = rebuild(engine, batch_size=options.batch_size, on_events=on_events)
+        report = rebuild(
+            engine, batch_size=options.batch_size, workers=options.workers, on_events=on_events
+        )
         wall = time.perf_counter() - started
-    replayed = marks[-1][0] - started if marks else 0.0
     rows = [
         Measurement(
             "rebuild (its report)",
             report.events,
             report.seconds,
             cpu[0],
-            f"{report.tasks:,} tasks; wall {wall:.2f} s; fence {report.fence_ms:.1f} ms",
-        ),
-        Measurement("  replay into the shadow", report.events, replayed, None, "read, fold, COPY"),
+            f"{report.tasks:,} tasks; {report.workers} workers; wall {wall:.2f} s; "
+            f"fence {report.fence_ms:.1f} ms",
+        )
     ]
-    rows.extend(Measurement(f"  {label}", None, s, None) for label, s in clock.seconds.items())
+    notes = {
+        "replay": "read, fold, COPY (workers started)",
+        "check": "count and checksum, in SQL",
+        "indexes": "indexes, primary key, ANALYZE",
+    }
+    rows.extend(
+        Measurement(
+            f"  {name}", report.events if name == "replay" else None, s, None, notes.get(name, "")
+        )
+        for name, s in report.phases.items()
+    )
     return rows, report
 
 
@@ -753,7 +732,7 @@ def profile_rebuild(engine: Engine, options: Options, path: Path) -> list[dict[s
     the small ones most) and return the functions that spend the most time themselves."""
     profiler = cProfile.Profile()
     profiler.enable()
-    rebuild(engine, batch_size=options.batch_size)
+    rebuild(engine, batch_size=options.batch_size)  # one process: cProfile sees only its own
     profiler.disable()
     path.parent.mkdir(parents=True, exist_ok=True)
     profiler.dump_stats(path)
@@ -833,6 +812,7 @@ def run(options: Options) -> int:
             "events": options.events,
             "users": options.users,
             "batch_size": options.batch_size,
+            "workers": options.workers,
             "seed": options.seed,
         },
         "target_events_per_second": TARGET_EVENTS_PER_SECOND,

@@ -16,7 +16,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, inspect, select, text, update
 
 from tasktrail.api.app import create_app
+from tasktrail.database import create_database_engine
 from tasktrail.projections import rebuild as rebuild_module
+from tasktrail.projections import shadow
+from tasktrail.projections.fill import fill_in_processes
+from tasktrail.projections.inline import TASK_COLUMNS
 from tasktrail.projections.rebuild import RebuildAborted, rebuild
 from tasktrail.projections.verify import diff_read_model
 from tasktrail.schema import tasks
@@ -42,18 +46,22 @@ def rows(engine: Engine) -> list[dict[str, Any]]:
         return [dict(row._mapping) for row in conn.execute(select(tasks).order_by(tasks.c.id))]
 
 
+@pytest.mark.parametrize("workers", [1, 3], ids=["one-process", "three-processes"])
 def test_a_rebuild_gives_back_the_same_read_model_and_its_indexes(
-    fresh_engine: Engine, history: Api
+    fresh_engine: Engine, history: Api, workers: int
 ) -> None:
-    """Replaying the log reproduces every row; indexes and constraints are as before."""
+    """Replaying the log reproduces every row, in one process or several (each folding its
+    share of the tasks, on PostgreSQL); indexes and constraints are as before."""
     before = rows(fresh_engine)
     indexes_before = {index["name"] for index in inspect(fresh_engine).get_indexes("tasks")}
-    report = rebuild(fresh_engine, batch_size=5)
+    report = rebuild(fresh_engine, batch_size=5, workers=workers)
     fresh_engine.dispose()  # forget cached table metadata of the swapped table
     assert rows(fresh_engine) == before
     assert {index["name"] for index in inspect(fresh_engine).get_indexes("tasks")} == indexes_before
     assert (report.tasks, report.swap_attempts) == (12, 1)
     assert report.events == 12 + 4 + 3
+    assert report.workers == (workers if fresh_engine.dialect.name == "postgresql" else 1)
+    assert list(report.phases) == ["replay", "catch-up", "check", "indexes", "fence and swap"]
     assert "tasks_shadow" not in inspect(fresh_engine).get_table_names()
 
 
@@ -72,14 +80,17 @@ def test_a_shadow_table_that_disagrees_with_the_fold_is_not_swapped_in(
 ) -> None:
     """A fault while writing the shadow table aborts the rebuild; the live table stays."""
     before = rows(fresh_engine)
-    real_write = rebuild_module._write_rows
+    real_write = shadow.write_rows
+    title = TASK_COLUMNS.index("title")
 
-    def corrupting(conn: Any, batch: list[dict[str, Any]]) -> None:
+    def corrupting(conn: Any, batch: list[tuple[Any, ...]]) -> None:
         if batch:
-            batch = [{**batch[0], "title": "corrupted"}, *batch[1:]]
+            first = list(batch[0])
+            first[title] = "corrupted"
+            batch = [tuple(first), *batch[1:]]
         real_write(conn, batch)
 
-    monkeypatch.setattr(rebuild_module, "_write_rows", corrupting)
+    monkeypatch.setattr(shadow, "write_rows", corrupting)
     with pytest.raises(RebuildAborted):
         rebuild(fresh_engine)
     assert rows(fresh_engine) == before
@@ -140,7 +151,7 @@ def test_a_rebuild_under_live_writes_and_reads_loses_nothing(
             with TestClient(app) as warm:  # let the log grow a little before the rebuild
                 while len(acknowledged) < 20:
                     warm.get("/healthz")
-            report = rebuild(fresh_engine, batch_size=10)
+            report = rebuild(fresh_engine, batch_size=10, workers=2)
             with TestClient(app) as after:
                 while len(acknowledged) < report.tasks + 10:  # and keep writing after the swap
                     after.get("/healthz")
@@ -165,7 +176,15 @@ def test_the_command_prints_a_json_summary(
     summary = json.loads(result.stdout)
     assert summary["tasks"] == 12
     assert summary["events"] == 19
-    assert set(summary) >= {"seconds", "events_per_second", "fence_ms", "swap_attempts", "checksum"}
+    assert set(summary) >= {
+        "seconds",
+        "events_per_second",
+        "fence_ms",
+        "swap_attempts",
+        "checksum",
+        "workers",
+        "phases",
+    }
     verify = run_cli(
         "projections", "verify", cwd=tmp_path, TASKTRAIL_DATABASE_URL=fresh_database_url
     )
@@ -184,3 +203,17 @@ def test_a_second_rebuild_while_one_runs_is_refused(postgres_engine: Engine) -> 
                 text("SELECT pg_advisory_unlock(:key)"), {"key": rebuild_module._LOCK_KEY}
             )
     assert "tasks_shadow" not in inspect(postgres_engine).get_table_names()
+
+
+def test_a_worker_that_cannot_read_the_log_fails_the_fill_with_its_reason(
+    postgres_engine: Engine, postgres_url: str
+) -> None:
+    """A worker process that fails (here: its database does not exist) fails the whole fill
+    with the worker's own last words, and leaves no process behind."""
+    nowhere = create_database_engine(make_settings(postgres_url.rsplit("/", 1)[0] + "/no_such_db"))
+    with postgres_engine.connect() as reader:
+        reader.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+        with pytest.raises(RuntimeError, match="no_such_db"):
+            fill_in_processes(nowhere, reader, 2, 100, lambda _: None)
+        reader.rollback()
+    nowhere.dispose()

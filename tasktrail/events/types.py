@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 # Bump when the shape of an event's `data` changes, and add an upcaster for the old one.
 CURRENT_SCHEMA_VERSION = 1
@@ -52,3 +52,25 @@ class Event:
     prev_hash: str
     hash: str
     position: int | None = None
+
+
+class FoldableEvent(Protocol):
+    """What folding an event into a task reads of it: an `Event`, or a leaner row of the log
+    that a bulk reader builds (the rebuild reads a million of them)."""
+
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def task_id(self) -> str: ...
+    @property
+    def version(self) -> int: ...
+    @property
+    def type(self) -> str: ...
+    @property
+    def schema_version(self) -> int: ...
+    @property
+    def data(self) -> JsonObject: ...
+    @property
+    def occurred_at(self) -> datetime: ...

@@ -57,9 +57,14 @@ def registered(event_type: str, schema_version: int, upcaster: Upcaster) -> Iter
 
 def upcast(event: E) -> E:
     """The event with its data in the newest shape known; the same object if nothing applies."""
-    version, data = event.schema_version, event.data
-    while (step := _UPCASTERS.get((event.type, version))) is not None:
-        data, version = step(data), version + 1
+    data, version = upcast_data(event.type, event.schema_version, event.data)
     if version == event.schema_version:
         return event
     return dataclasses.replace(event, data=data, schema_version=version)  # type: ignore[type-var]
+
+
+def upcast_data(event_type: str, schema_version: int, data: JsonObject) -> tuple[JsonObject, int]:
+    """An event's data in the newest shape known, and that shape's version."""
+    while (step := _UPCASTERS.get((event_type, schema_version))) is not None:
+        data, schema_version = step(data), schema_version + 1
+    return data, schema_version

@@ -16,28 +16,40 @@ from tasktrail.database import dialect_insert
 from tasktrail.projections.state import TaskState
 from tasktrail.schema import tasks
 
+# The columns of `tasks` in table order: the order of `task_values`.
+TASK_COLUMNS: tuple[str, ...] = tuple(column.name for column in tasks.c)
+
+
+def task_values(state: TaskState) -> tuple[Any, ...]:
+    """The `tasks` row for a state, in `TASK_COLUMNS` order, folded columns included
+    (str.casefold, on both engines). The id is text; the lists are lists."""
+    description = state.description
+    return (
+        state.id,
+        state.user_id,
+        state.title,
+        state.title.casefold(),
+        description,
+        None if description is None else description.casefold(),
+        state.completed,
+        state.due_at,
+        state.priority,
+        list(state.tags),
+        [tag.casefold() for tag in state.tags],
+        state.created_at,
+        state.updated_at,
+        state.completed_at,
+        state.deleted_at,
+        state.version,
+        state.last_seq,
+    )
+
 
 def task_row(state: TaskState) -> dict[str, Any]:
-    """The `tasks` row for a state, folded columns included (str.casefold, on both engines)."""
-    return {
-        "id": uuid.UUID(state.id),
-        "user_id": state.user_id,
-        "title": state.title,
-        "title_folded": state.title.casefold(),
-        "description": state.description,
-        "description_folded": None if state.description is None else state.description.casefold(),
-        "completed": state.completed,
-        "due_at": state.due_at,
-        "priority": state.priority,
-        "tags": list(state.tags),
-        "tags_folded": [tag.casefold() for tag in state.tags],
-        "created_at": state.created_at,
-        "updated_at": state.updated_at,
-        "completed_at": state.completed_at,
-        "deleted_at": state.deleted_at,
-        "version": state.version,
-        "last_seq": state.last_seq,
-    }
+    """The `tasks` row for a state, by column name, as SQLAlchemy writes it (the id a UUID)."""
+    row = dict(zip(TASK_COLUMNS, task_values(state), strict=True))
+    row["id"] = uuid.UUID(state.id)
+    return row
 
 
 def apply(conn: Connection, state: TaskState) -> None:

@@ -1,13 +1,15 @@
 """Rebuild the read model from the log, blue/green, while the service keeps serving.
 
-1. Replay the log at a snapshot into a shadow table, in batches (a server-side cursor; COPY on
-   PostgreSQL), task by task with the same `evolve` as the live projector.
+1. Replay the log at a snapshot into a shadow table, in batches (streamed out and in with COPY
+   on PostgreSQL), task by task with the same `evolve` as the live projector; on PostgreSQL in
+   `workers` processes, each a share of the tasks, all at the same snapshot (fill.py).
 2. Catch up, without fencing anyone, with what committed since: the tasks that have events the
    snapshot could not see are folded again. PostgreSQL tells those events by their writing
    transaction (`pg_visible_in_snapshot`), not by position: a lower position can commit after
    a higher one. SQLite serialises writers, so there position order is commit order.
 3. Check the shadow table against the fold: its row count and an order-independent checksum
-   (the sum of each row's SHA-256) must equal those of the replayed states.
+   (the sum of each row's digest, row_digest.py; PostgreSQL computes it over the stored rows)
+   must equal those of the replayed states. Then build its indexes and ANALYZE it.
 4. Fence writers with the swap's own LOCK TABLE under a short lock_timeout (retried), catch up
    once more with the little that committed meanwhile, check those rows, and swap the tables
    in that same transaction. Writers wait milliseconds; a writer blocked by the fence writes its
@@ -17,39 +19,28 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from itertools import groupby
-from typing import Any
 
-import orjson
-from sqlalchemy import Connection, Engine, MetaData, Table, delete, func, select, text
+from sqlalchemy import Connection, Engine, delete, func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from tasktrail.database import writing
-from tasktrail.events.store import event_columns, event_from_row
-from tasktrail.events.types import Event
-from tasktrail.projections.evolve import fold
-from tasktrail.projections.inline import task_row
-from tasktrail.schema import events, tasks
+from tasktrail.projections import shadow
+from tasktrail.projections.fill import fill_in_processes, fill_share
+from tasktrail.projections.inline import task_values
+from tasktrail.projections.replay import replayed_tasks
+from tasktrail.projections.row_digest import row_digest
+from tasktrail.projections.shadow import RebuildAborted as RebuildAborted  # part of its API
+from tasktrail.schema import events
 
-SHADOW = "tasks_shadow"
-RETIRED = "tasks_retired"
-shadow_tasks: Table = tasks.to_metadata(MetaData(), name=SHADOW)
-_COLUMNS = [column.name for column in tasks.c]
 _MAX_CATCH_UPS = 5
 _SWAP_ATTEMPTS = 20
 _FENCE_LOCK_TIMEOUT_MS = 200
 _LOCK_KEY = 0x7461736B72656275  # "taskrebu": any fixed number all rebuilds share
-
-
-class RebuildAborted(Exception):
-    """The shadow table did not match the fold; the live table was left as it was."""
 
 
 @dataclass
@@ -61,6 +52,9 @@ class RebuildReport:
     fence_ms: float = 0.0
     seconds: float = 0.0
     checksum: str = ""
+    workers: int = 1
+    # Seconds per phase, in order: replay, catch-up, check, indexes, fence and swap.
+    phases: dict[str, float] = field(default_factory=dict)
 
     @property
     def events_per_second(self) -> float:
@@ -69,36 +63,38 @@ class RebuildReport:
 
 @dataclass
 class _Expected:
-    """What the fold says the shadow table must hold: one digest per task."""
+    """What the fold says the shadow table must hold: one row digest (row_digest.py) per task,
+    by the task's id as text."""
 
-    digests: dict[uuid.UUID, int] = field(default_factory=dict)
+    digests: dict[str, int] = field(default_factory=dict)
     # Rows in the shadow table: counted once in full before the fence, then kept up to date
     # from the row counts of our own catch-ups, so the fence never scans the table.
     stored_rows: int = 0
 
     def checksum(self) -> int:
-        return sum(self.digests.values()) % (1 << 256)
+        return sum(self.digests.values())
 
 
 def rebuild(
     engine: Engine,
     *,
     batch_size: int = 5_000,
+    workers: int = 1,
     on_events: Callable[[int], None] = lambda _: None,
 ) -> RebuildReport:
     started = time.perf_counter()
-    report = RebuildReport()
+    report = RebuildReport(workers=workers)
     expected = _Expected()
     with _only_rebuild(engine):
-        _create_shadow(engine)
+        shadow.create_shadow(engine)
         try:
-            _rebuild(engine, batch_size, on_events, expected, report)
+            _rebuild(engine, batch_size, workers, on_events, expected, report)
         except BaseException:
             with writing(engine).begin() as conn:
-                conn.execute(text(f"DROP TABLE IF EXISTS {SHADOW}"))
+                conn.execute(text(f"DROP TABLE IF EXISTS {shadow.SHADOW}"))
             raise
     report.tasks = len(expected.digests)
-    report.checksum = f"{expected.checksum():064x}"
+    report.checksum = f"{expected.checksum():x}"
     report.seconds = time.perf_counter() - started
     return report
 
@@ -106,19 +102,35 @@ def rebuild(
 def _rebuild(
     engine: Engine,
     batch_size: int,
+    workers: int,
     on_events: Callable[[int], None],
     expected: _Expected,
     report: RebuildReport,
 ) -> None:
-    marker = _replay(engine, batch_size, expected, report, on_events)
-    for _ in range(_MAX_CATCH_UPS):
-        with writing(engine).begin() as conn:
-            changed, marker = _catch_up(conn, marker, expected, repeatable=True)
-        report.caught_up_tasks += len(changed)
-        if not changed:
-            break
-    _check_whole(engine, expected)
-    _fence_and_swap(engine, marker, expected, report)
+    with _phase(report, "replay"):
+        marker = _replay(engine, batch_size, workers, expected, report, on_events)
+    with _phase(report, "catch-up"):
+        for _ in range(_MAX_CATCH_UPS):
+            with writing(engine).begin() as conn:
+                changed, marker = _catch_up(conn, marker, expected, repeatable=True)
+            report.caught_up_tasks += len(changed)
+            if not changed:
+                break
+    with _phase(report, "check"):
+        _check_whole(engine, expected)
+    with _phase(report, "indexes"):
+        indexes = shadow.build_indexes(engine)
+    with _phase(report, "fence and swap"):
+        _fence_and_swap(engine, marker, indexes, expected, report)
+
+
+@contextmanager
+def _phase(report: RebuildReport, name: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        report.phases[name] = time.perf_counter() - started
 
 
 @contextmanager
@@ -150,47 +162,13 @@ def _only_rebuild(engine: Engine) -> Iterator[None]:
 # --- the shadow table ---------------------------------------------------------------------
 
 
-def _create_shadow(engine: Engine) -> None:
-    with writing(engine).begin() as conn:
-        conn.execute(text(f"DROP TABLE IF EXISTS {SHADOW}"))
-        if _postgres(conn):
-            # Columns, types, collations, defaults and checks as the live table has them today
-            # (whatever migrations did); the primary key and indexes come after the load.
-            conn.execute(
-                text(f"CREATE TABLE {SHADOW} (LIKE tasks INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
-            )
-        else:
-            ddl = conn.execute(
-                text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'tasks'")
-            ).scalar_one()
-            conn.execute(text(re.sub(r'^CREATE TABLE\s+"?tasks"?', f"CREATE TABLE {SHADOW}", ddl)))
-
-
-def _index_definitions(conn: Connection) -> list[tuple[str, str]]:
-    """The live table's secondary indexes: (name, CREATE INDEX statement)."""
-    if _postgres(conn):
-        rows = conn.execute(
-            text(
-                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
-                "AND tablename = 'tasks' AND indexname <> 'tasks_pkey'"
-            )
-        )
-    else:
-        rows = conn.execute(
-            text(
-                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tasks' "
-                "AND sql IS NOT NULL"
-            )
-        )
-    return [(row[0], row[1]) for row in rows]
-
-
 # --- replay -----------------------------------------------------------------------------------
 
 
 def _replay(
     engine: Engine,
     batch_size: int,
+    workers: int,
     expected: _Expected,
     report: RebuildReport,
     on_events: Callable[[int], None],
@@ -206,58 +184,15 @@ def _replay(
             marker = reader.execute(
                 select(func.coalesce(func.max(events.c.position), 0))
             ).scalar_one()
-        rows = reader.execution_options(yield_per=batch_size).execute(
-            select(*event_columns()).order_by(events.c.task_id, events.c.version)
-        )
-        batch: list[dict[str, Any]] = []
-        for state_row, count in _folded_rows(event_from_row(row._mapping) for row in rows):
-            report.events += count
-            expected.digests[state_row["id"]] = _digest(state_row)
-            batch.append(state_row)
-            if len(batch) >= batch_size:
-                _write_batch(engine, batch)
-                on_events(report.events)
-                batch.clear()
-        _write_batch(engine, batch)
-        on_events(report.events)
+        if workers > 1 and _postgres(reader):
+            filled = fill_in_processes(engine, reader, workers, batch_size, on_events)
+        else:  # SQLite has one writer at a time: more folding processes would only queue
+            report.workers = 1
+            filled = fill_share(engine, reader, batch_size, on_events=on_events)
         reader.rollback()
+    report.events += filled.events
+    expected.digests.update(filled.digests)
     return marker
-
-
-def _folded_rows(history: Iterable[Event]) -> Iterator[tuple[dict[str, Any], int]]:
-    """Each task's row from its events (read in task, version order), and how many there were."""
-    for _, stream in groupby(history, lambda event: event.task_id):
-        folded = list(stream)
-        state = fold(folded)
-        if state is not None:
-            yield task_row(state), len(folded)
-
-
-def _write_batch(engine: Engine, rows: list[dict[str, Any]]) -> None:
-    """One short transaction a batch: on SQLite the write lock is held for a batch only, so the
-    service's writers go on between batches."""
-    with writing(engine).begin() as writer:
-        _write_rows(writer, rows)
-
-
-def _write_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    if not _postgres(conn):
-        conn.execute(shadow_tasks.insert(), rows)
-        return
-    from psycopg.types.json import Jsonb  # the driver's own COPY: the fastest way in
-
-    json_columns = {"tags", "tags_folded"}
-    raw: Any = conn.connection.driver_connection
-    with (
-        raw.cursor() as cursor,
-        cursor.copy(f"COPY {SHADOW} ({', '.join(_COLUMNS)}) FROM STDIN") as copy,
-    ):
-        for row in rows:
-            copy.write_row(
-                [Jsonb(row[name]) if name in json_columns else row[name] for name in _COLUMNS]
-            )
 
 
 # --- catch up ---------------------------------------------------------------------------------
@@ -265,7 +200,7 @@ def _write_rows(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 def _catch_up(
     conn: Connection, marker: str | int, expected: _Expected, *, repeatable: bool
-) -> tuple[list[uuid.UUID], str | int]:
+) -> tuple[list[str], str | int]:
     """Fold again every task with events the marker's snapshot did not see.
 
     Returns those tasks and the snapshot (or, on SQLite, the position) this catch-up saw.
@@ -277,7 +212,7 @@ def _catch_up(
         changed = (
             conn.execute(
                 text(
-                    "SELECT DISTINCT task_id FROM events "
+                    "SELECT DISTINCT task_id::text FROM events "
                     "WHERE xact_id >= pg_snapshot_xmin(CAST(:seen AS pg_snapshot)) "
                     "AND NOT pg_visible_in_snapshot(xact_id, CAST(:seen AS pg_snapshot))"
                 ),
@@ -293,63 +228,52 @@ def _catch_up(
             .scalars()
             .all()
         )
-    task_ids = [uuid.UUID(str(task_id)) for task_id in changed]
+    task_ids = [str(uuid.UUID(str(task_id))) for task_id in changed]  # one spelling: the UUID's
     if task_ids:
         _refold(conn, task_ids, expected)
     return task_ids, now
 
 
-def _refold(conn: Connection, task_ids: list[uuid.UUID], expected: _Expected) -> None:
-    history = conn.execute(
-        select(*event_columns())
-        .where(events.c.task_id.in_(task_ids))
-        .order_by(events.c.task_id, events.c.version)
-    )
-    rows = [row for row, _ in _folded_rows(event_from_row(r._mapping) for r in history)]
-    removed = conn.execute(delete(shadow_tasks).where(shadow_tasks.c.id.in_(task_ids))).rowcount
-    if rows:
-        conn.execute(shadow_tasks.insert(), rows)
+def _refold(conn: Connection, task_ids: list[str], expected: _Expected) -> None:
+    rows = [task_values(state) for _, state, _ in replayed_tasks(conn, task_ids) if state]
+    removed = conn.execute(
+        delete(shadow.shadow_tasks).where(
+            shadow.shadow_tasks.c.id.in_([uuid.UUID(task) for task in task_ids])
+        )
+    ).rowcount
+    shadow.write_rows(conn, rows)
     expected.stored_rows += len(rows) - removed
     for task_id in task_ids:
         expected.digests.pop(task_id, None)  # a stream that folds to no task has no row
     for row in rows:
-        expected.digests[row["id"]] = _digest(row)
+        expected.digests[row[0]] = row_digest(row)
 
 
 # --- checks -------------------------------------------------------------------------------------
 
 
-# Column names read back are SQLAlchemy's quoted_name, a str subclass orjson will not take as is.
-_DIGEST_OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
-
-
-def _digest(row: dict[str, Any]) -> int:
-    """A row's SHA-256. Both sides (the fold, the table read back) hold the same Python types
-    (UUID, aware UTC datetimes, lists), which orjson writes alike."""
-    return int.from_bytes(hashlib.sha256(orjson.dumps(row, option=_DIGEST_OPTIONS)).digest())
-
-
 def _check_whole(engine: Engine, expected: _Expected) -> None:
-    """Read the whole shadow table back: count and checksum must be the fold's."""
-    count, total = 0, 0
+    """The whole shadow table: its row count and checksum must be the fold's."""
     with engine.connect() as conn:
-        for row in conn.execution_options(yield_per=10_000).execute(select(shadow_tasks)):
-            count += 1
-            total = (total + _digest(dict(row._mapping))) % (1 << 256)
+        if _postgres(conn):  # PostgreSQL digests its rows itself: nothing is read back
+            count, total = conn.execute(
+                text(f"SELECT count(*), coalesce(sum({shadow.SQL_DIGEST}), 0) FROM {shadow.SHADOW}")  # noqa: S608
+            ).one()
+        else:
+            digests = list(shadow.stored_digests(conn, None))
+            count, total = len(digests), sum(digest for _, digest in digests)
     expected.stored_rows = count
     if count != len(expected.digests) or total != expected.checksum():
         raise RebuildAborted(
-            f"the shadow table has {count} rows (checksum {total:064x}); the fold has "
-            f"{len(expected.digests)} (checksum {expected.checksum():064x}): nothing swapped"
+            f"the shadow table has {count} rows (checksum {int(total):x}); the fold has "
+            f"{len(expected.digests)} (checksum {expected.checksum():x}): nothing swapped"
         )
 
 
-def _check_rows(conn: Connection, task_ids: list[uuid.UUID], expected: _Expected) -> None:
+def _check_rows(conn: Connection, task_ids: list[str], expected: _Expected) -> None:
     """Under the fence: the rows caught up there, and the count, must be the fold's."""
-    stored = conn.execute(select(shadow_tasks).where(shadow_tasks.c.id.in_(task_ids))).all()
-    if len(stored) != len({task for task in task_ids if task in expected.digests}) or any(
-        _digest(dict(row._mapping)) != expected.digests.get(row.id) for row in stored
-    ):
+    stored = dict(shadow.stored_digests(conn, task_ids))
+    if stored != {task: expected.digests[task] for task in task_ids if task in expected.digests}:
         raise RebuildAborted("rows caught up under the fence do not match the fold")
     if expected.stored_rows != len(expected.digests):
         raise RebuildAborted(
@@ -361,18 +285,12 @@ def _check_rows(conn: Connection, task_ids: list[uuid.UUID], expected: _Expected
 
 
 def _fence_and_swap(
-    engine: Engine, marker: str | int, expected: _Expected, report: RebuildReport
+    engine: Engine,
+    marker: str | int,
+    indexes: list[tuple[str, str]],
+    expected: _Expected,
+    report: RebuildReport,
 ) -> None:
-    with engine.connect() as conn:
-        indexes = _index_definitions(conn)
-        if _postgres(conn):
-            # Build the shadow's indexes before the fence, under names of their own.
-            for name, definition in indexes:
-                conn.execute(text(_on_shadow(definition, name)))
-            conn.execute(
-                text(f"ALTER TABLE {SHADOW} ADD CONSTRAINT {SHADOW}_pkey PRIMARY KEY (id)")
-            )
-            conn.commit()
     for attempt in range(1, _SWAP_ATTEMPTS + 1):
         report.swap_attempts = attempt
         try:
@@ -384,7 +302,7 @@ def _fence_and_swap(
                 changed, _ = _catch_up(conn, marker, expected, repeatable=False)
                 report.caught_up_tasks += len(changed)
                 _check_rows(conn, changed, expected)
-                _swap(conn, indexes)
+                shadow.swap(conn, indexes)
                 report.fence_ms = (time.perf_counter() - fenced) * 1000
             return
         except DBAPIError as error:
@@ -399,35 +317,6 @@ def _fence(conn: Connection) -> None:
         # on it; if it is not granted quickly the attempt gives up and is retried.
         conn.execute(text(f"SET LOCAL lock_timeout = '{_FENCE_LOCK_TIMEOUT_MS}ms'"))
         conn.execute(text("LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE"))
-
-
-def _swap(conn: Connection, indexes: list[tuple[str, str]]) -> None:
-    conn.execute(text(f"ALTER TABLE tasks RENAME TO {RETIRED}"))
-    conn.execute(text(f"ALTER TABLE {SHADOW} RENAME TO tasks"))
-    conn.execute(text(f"DROP TABLE {RETIRED}"))
-    if _postgres(conn):
-        conn.execute(text(f"ALTER TABLE tasks RENAME CONSTRAINT {SHADOW}_pkey TO tasks_pkey"))
-        for name, _ in indexes:
-            conn.execute(text(f"ALTER INDEX {name}_shadow RENAME TO {name}"))
-    else:
-        for _, definition in indexes:
-            conn.execute(text(definition))
-
-
-def _on_shadow(definition: str, name: str) -> str:
-    """The live index's definition, for the shadow table under a name of its own.
-
-    pg_indexes qualifies the table with its schema, whichever it is (public or another).
-    """
-    renamed, found = re.subn(
-        rf"INDEX {re.escape(name)} ON ((?:\S+\.)?)tasks ",
-        rf"INDEX {name}_shadow ON \g<1>{SHADOW} ",
-        definition,
-        count=1,
-    )
-    if not found:
-        raise RebuildAborted(f"cannot read the definition of index {name}: {definition}")
-    return renamed
 
 
 def _lock_refused(error: DBAPIError) -> bool:

@@ -1,7 +1,8 @@
 """Verify the read model: replay the log and diff it with the `tasks` table, task by task.
 
-Both sides are read in task-id order with server-side cursors and merged, so memory stays flat
-however long the log: the events by (task_id, version), the rows by id.
+Both sides are streamed in task-id order and merged, so memory stays flat however long the log:
+the events by (task_id, version) through the rebuild's reader (replay.py), the rows by id with a
+server-side cursor.
 """
 
 from __future__ import annotations
@@ -9,15 +10,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import groupby
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 
-from tasktrail.events.store import event_columns, event_from_row
-from tasktrail.projections.evolve import fold
 from tasktrail.projections.inline import task_row
-from tasktrail.schema import events, tasks
+from tasktrail.projections.replay import replayed_tasks
+from tasktrail.schema import tasks
 
 _BATCH = 2_000
 
@@ -69,11 +68,7 @@ def diff_read_model(engine: Engine, count: VerifyCount | None = None) -> Iterato
 
 
 def _replayed_rows(conn: Connection) -> Iterator[dict[str, Any]]:
-    rows = conn.execution_options(yield_per=_BATCH).execute(
-        select(*event_columns()).order_by(events.c.task_id, events.c.version)
-    )
-    for _, stream in groupby((event_from_row(row._mapping) for row in rows), lambda e: e.task_id):
-        state = fold(stream)
+    for _, state, _ in replayed_tasks(conn):  # the rebuild's reader, in task-id order
         if state is not None:
             yield task_row(state)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -334,3 +335,31 @@ def test_evolve_applies_any_written_event_without_validating_it(
         updated_at=incoming.occurred_at,
         **effect,
     )
+
+
+def _random_history(rng: random.Random) -> list[Event]:
+    """Any mix of events, rule-breaking ones included: what a log could hold."""
+    kinds = [*EventType, "TaskArchived"]
+    changes = {"title": "t", "description": None, "due_at": None, "priority": 3, "tags": ["a"]}
+    history = []
+    for version in range(1, rng.randint(1, 12)):
+        kind = rng.choice(kinds)
+        data: dict[str, Any] = {}
+        if kind == EventType.TASK_CREATED:
+            data = {**CREATED_DATA, "completed": rng.random() < 0.3}
+        elif kind == EventType.TASK_UPDATED:
+            picked = rng.sample(sorted(changes), rng.randint(0, len(changes)))
+            data = {"changes": {name: changes[name] for name in picked}}
+        history.append(event(kind, data, version=version, at=T0 + timedelta(seconds=version)))
+    return history
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_fold_equals_evolve_on_any_history(seed: int) -> None:
+    """fold merges effects before building the state once: on any history, rule-breaking or
+    not, that must give what evolving one event at a time gives."""
+    history = _random_history(random.Random(seed))
+    state: TaskState | None = None
+    for each in history:
+        state = evolve(state, each)
+    assert fold(history) == state

@@ -1,0 +1,165 @@
+"""The shadow table a rebuild fills: made like `tasks`, written in bulk, digested, swapped in."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, MetaData, Table, select, text
+
+from tasktrail.database import writing
+from tasktrail.projections.inline import TASK_COLUMNS
+from tasktrail.projections.row_digest import row_digest, sql_row_digest
+from tasktrail.schema import tasks
+
+SHADOW = "tasks_shadow"
+RETIRED = "tasks_retired"
+shadow_tasks: Table = tasks.to_metadata(MetaData(), name=SHADOW)
+_JSON_COLUMNS = tuple(TASK_COLUMNS.index(name) for name in ("tags", "tags_folded"))
+# Built from constants only (no input reaches these): the row digest in SQL, a filter by id.
+SQL_DIGEST = sql_row_digest()
+_AMONG_IDS = " WHERE id = ANY(CAST(:ids AS uuid[]))"
+
+
+class RebuildAborted(Exception):
+    """The shadow table did not match the fold; the live table was left as it was."""
+
+
+def create_shadow(engine: Engine) -> None:
+    with writing(engine).begin() as conn:
+        conn.execute(text(f"DROP TABLE IF EXISTS {SHADOW}"))
+        if _postgres(conn):
+            # Columns, types, collations, defaults and checks as the live table has them today
+            # (whatever migrations did); the primary key and indexes come after the load.
+            conn.execute(
+                text(f"CREATE TABLE {SHADOW} (LIKE tasks INCLUDING DEFAULTS INCLUDING CONSTRAINTS)")
+            )
+        else:
+            ddl = conn.execute(
+                text("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'tasks'")
+            ).scalar_one()
+            conn.execute(text(re.sub(r'^CREATE TABLE\s+"?tasks"?', f"CREATE TABLE {SHADOW}", ddl)))
+
+
+def index_definitions(conn: Connection) -> list[tuple[str, str]]:
+    """The live table's secondary indexes: (name, CREATE INDEX statement)."""
+    if _postgres(conn):
+        rows = conn.execute(
+            text(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                "AND tablename = 'tasks' AND indexname <> 'tasks_pkey'"
+            )
+        )
+    else:
+        rows = conn.execute(
+            text(
+                "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tasks' "
+                "AND sql IS NOT NULL"
+            )
+        )
+    return [(row[0], row[1]) for row in rows]
+
+
+def build_indexes(engine: Engine) -> list[tuple[str, str]]:
+    """On PostgreSQL, the live table's indexes and primary key on the shadow table, under names
+    of their own, and its statistics (the planner must know the new table from its first
+    query): all before the fence. Returns the live indexes, (name, definition)."""
+    with engine.connect() as conn:
+        indexes = index_definitions(conn)
+        if _postgres(conn):
+            for name, definition in indexes:
+                conn.execute(text(_on_shadow(definition, name)))
+            conn.execute(
+                text(f"ALTER TABLE {SHADOW} ADD CONSTRAINT {SHADOW}_pkey PRIMARY KEY (id)")
+            )
+            conn.execute(text(f"ANALYZE {SHADOW}"))
+            conn.commit()
+    return indexes
+
+
+def write_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Rows (`task_values`) into the shadow table."""
+    if not rows:
+        return
+    if not _postgres(conn):
+        conn.execute(
+            shadow_tasks.insert(),
+            [
+                {**dict(zip(TASK_COLUMNS, row, strict=True)), "id": uuid.UUID(row[0])}
+                for row in rows
+            ],
+        )
+        return
+    raw: Any = conn.connection.driver_connection
+    dumps = orjson.dumps
+    first_json, second_json = _JSON_COLUMNS
+    # The driver's own COPY, in text: every value goes as text, the JSON lists as JSON text.
+    with (
+        raw.cursor() as cursor,
+        cursor.copy(f"COPY {SHADOW} ({', '.join(TASK_COLUMNS)}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            values = list(row)
+            values[first_json] = dumps(values[first_json]).decode()
+            values[second_json] = dumps(values[second_json]).decode()
+            copy.write_row(values)
+
+
+def write_batch(engine: Engine, rows: list[tuple[Any, ...]]) -> None:
+    """One short transaction a batch: on SQLite the write lock is held for a batch only, so the
+    service's writers go on between batches."""
+    with writing(engine).begin() as writer:
+        write_rows(writer, rows)
+
+
+def stored_digests(conn: Connection, task_ids: Sequence[str] | None) -> Iterator[tuple[str, int]]:
+    """(task id, row digest) of rows of the shadow table: all of them, or those of `task_ids`."""
+    if _postgres(conn):
+        where, params = ("", {}) if task_ids is None else (_AMONG_IDS, {"ids": list(task_ids)})
+        statement = f"SELECT id::text, {SQL_DIGEST} FROM {SHADOW}{where}"  # noqa: S608
+        rows = conn.execute(text(statement), params)
+        for task_id, digest in rows:
+            yield task_id, int(digest)
+        return
+    query = select(shadow_tasks)
+    if task_ids is not None:
+        query = query.where(shadow_tasks.c.id.in_([uuid.UUID(task) for task in task_ids]))
+    for row in conn.execution_options(yield_per=10_000).execute(query):
+        values = tuple(row)
+        yield str(values[0]), row_digest(values)
+
+
+def swap(conn: Connection, indexes: list[tuple[str, str]]) -> None:
+    conn.execute(text(f"ALTER TABLE tasks RENAME TO {RETIRED}"))
+    conn.execute(text(f"ALTER TABLE {SHADOW} RENAME TO tasks"))
+    conn.execute(text(f"DROP TABLE {RETIRED}"))
+    if _postgres(conn):
+        conn.execute(text(f"ALTER TABLE tasks RENAME CONSTRAINT {SHADOW}_pkey TO tasks_pkey"))
+        for name, _ in indexes:
+            conn.execute(text(f"ALTER INDEX {name}_shadow RENAME TO {name}"))
+    else:
+        for _, definition in indexes:
+            conn.execute(text(definition))
+
+
+def _on_shadow(definition: str, name: str) -> str:
+    """The live index's definition, for the shadow table under a name of its own.
+
+    pg_indexes qualifies the table with its schema, whichever it is (public or another).
+    """
+    renamed, found = re.subn(
+        rf"INDEX {re.escape(name)} ON ((?:\S+\.)?)tasks ",
+        rf"INDEX {name}_shadow ON \g<1>{SHADOW} ",
+        definition,
+        count=1,
+    )
+    if not found:
+        raise RebuildAborted(f"cannot read the definition of index {name}: {definition}")
+    return renamed
+
+
+def _postgres(conn: Connection) -> bool:
+    return conn.dialect.name == "postgresql"
