@@ -19,17 +19,55 @@ CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 # after the command name (the state, field 3), they are at 11 and 12.
 _UTIME_AFTER_COMM = 11
 _STIME_AFTER_COMM = 12
+# The parent's pid (field 4), and cutime, cstime (16, 17): the CPU of children it has reaped.
+_PPID_AFTER_COMM = 1
+_CUTIME_AFTER_COMM = 13
+_CSTIME_AFTER_COMM = 14
 
 
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of every thread of `pid` so far; None if the process is gone."""
+def _stat_fields(pid: int) -> list[bytes] | None:
     try:
         raw = Path(f"/proc/{pid}/stat").read_bytes()
     except (FileNotFoundError, ProcessLookupError):
         return None
     # The command name (field 2) is in parentheses and may itself hold spaces or parentheses:
     # split only what follows the last ")".
-    fields = raw[raw.rindex(b")") + 2 :].split()
+    return raw[raw.rindex(b")") + 2 :].split()
+
+
+def parent_pid(pid: int) -> int | None:
+    fields = _stat_fields(pid)
+    return None if fields is None else int(fields[_PPID_AFTER_COMM])
+
+
+def children_cpu_seconds(parent: int) -> dict[int, float]:
+    """CPU so far of every live child of `parent`, by pid."""
+    children = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat_fields(int(entry.name))
+        if fields is not None and int(fields[_PPID_AFTER_COMM]) == parent:
+            ticks = int(fields[_UTIME_AFTER_COMM]) + int(fields[_STIME_AFTER_COMM])
+            children[int(entry.name)] = ticks / CLOCK_TICKS_PER_SECOND
+    return children
+
+
+def reaped_children_cpu_seconds(pid: int) -> float:
+    """User + system CPU of the children `pid` has waited for (for PostgreSQL's postmaster:
+    every backend and helper that came and went); 0 if the process is gone."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return 0.0
+    ticks = int(fields[_CUTIME_AFTER_COMM]) + int(fields[_CSTIME_AFTER_COMM])
+    return ticks / CLOCK_TICKS_PER_SECOND
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of every thread of `pid` so far; None if the process is gone."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
     ticks = int(fields[_UTIME_AFTER_COMM]) + int(fields[_STIME_AFTER_COMM])
     return ticks / CLOCK_TICKS_PER_SECOND
 

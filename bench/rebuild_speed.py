@@ -31,6 +31,7 @@ import os
 import platform
 import pstats
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -45,7 +46,12 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from procstat import host_busy_seconds, process_cpu_seconds
+from procstat import (
+    children_cpu_seconds,
+    host_busy_seconds,
+    parent_pid,
+    reaped_children_cpu_seconds,
+)
 from psycopg import sql
 from sqlalchemy import Engine
 from stack import libpq_url, postgres_version, scratch_database
@@ -482,6 +488,7 @@ class _Counters:
     at: float
     python: float
     backends: dict[int, float]
+    reaped: float  # the postmaster's reaped children
     host: float
 
 
@@ -489,8 +496,8 @@ class _Counters:
 class Cpu:
     """Shares of one core (100 = one core busy) over a measurement; 2 cores give at most 200."""
 
-    python_pct: float  # this process: the rebuild's, verify's and audit's Python
-    postgres_pct: float  # the backends connected to the scratch database
+    python_pct: float  # this process and its workers: the rebuild's, verify's, audit's Python
+    postgres_pct: float  # the PostgreSQL cluster (see CpuMeter)
     host_pct: float  # the whole machine
 
     @property
@@ -501,23 +508,26 @@ class Cpu:
 
 
 class CpuMeter:
-    """Reads CPU counters around a measurement. PostgreSQL's backends are found by database in
-    pg_stat_activity (from the admin database, so the meter's own backend is not counted);
-    short-lived helpers (parallel index builds) show in the host figure only."""
+    """Reads CPU counters around a measurement. Python is this process and the children it
+    waited for (the rebuild's workers). PostgreSQL is the whole cluster: every child of the
+    postmaster, plus what the postmaster reaped meanwhile (backends and parallel helpers that
+    came and went: the workers' connections, parallel index builds), less what those had used
+    before the measurement. On a quiet machine that is this benchmark's database alone."""
 
     def __init__(self, admin: psycopg.Connection[Any], database: str) -> None:
-        self._admin = admin
-        self._database = database
+        del database  # the cluster is measured whole
+        row = admin.execute("SELECT pg_backend_pid()").fetchone()
+        self._postmaster = (parent_pid(int(row[0])) if row else None) or 0
 
     def _read(self) -> _Counters:
-        pids = [
-            int(row[0])
-            for row in self._admin.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self._database,)
-            ).fetchall()
-        ]
-        backends = {pid: cpu for pid in pids if (cpu := process_cpu_seconds(pid)) is not None}
-        return _Counters(time.perf_counter(), time.process_time(), backends, host_busy_seconds())
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return _Counters(
+            time.perf_counter(),
+            time.process_time() + children.ru_utime + children.ru_stime,
+            children_cpu_seconds(self._postmaster),
+            reaped_children_cpu_seconds(self._postmaster),
+            host_busy_seconds(),
+        )
 
     @contextlib.contextmanager
     def measuring(self, into: list[Cpu]) -> Iterator[None]:
@@ -526,6 +536,9 @@ class CpuMeter:
         after = self._read()
         seconds = after.at - before.at
         backends = sum(cpu - before.backends.get(pid, 0.0) for pid, cpu in after.backends.items())
+        # A process that ended was reaped with all its CPU: take off what it had used before.
+        gone = sum(cpu for pid, cpu in before.backends.items() if pid not in after.backends)
+        backends += after.reaped - before.reaped - gone
         into.append(
             Cpu(
                 python_pct=100 * (after.python - before.python) / seconds,

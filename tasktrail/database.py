@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import Connection, Engine, Table, create_engine, event, exc
@@ -17,7 +17,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from tasktrail.settings import Settings
+if TYPE_CHECKING:  # only a type here: the rebuild's workers need no settings (0.2 s to import)
+    from tasktrail.settings import Settings
 
 # SQLite writers begin with BEGIN IMMEDIATE, so the read of user_streams happens inside the
 # write lock; a connection opened with this execution option asks for that.
