@@ -31,6 +31,11 @@ from tasktrail.logs import configure_logging
 from tasktrail.migrations.runner import upgrade
 from tasktrail.settings import Settings
 
+# Helper modules that assert for several test files: pytest's assert messages there too.
+pytest.register_assert_rewrite(
+    "tests.list_helpers", "tests.task_helpers", "tests.validation_helpers"
+)
+
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"
 POSTGRES_ADMIN_URL = os.environ.get(
     "TASKTRAIL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import traceback
@@ -95,8 +96,10 @@ def fill_in_processes(
         "parts": workers,
         "batch_size": batch_size,
     }
-    shares = [_Share.start({**job, "part": k}) for k in range(workers)]
+    shares: list[_Share] = []
     try:
+        for k in range(workers):
+            shares.append(_Share.start({**job, "part": k}))
         while any(share.running() for share in shares):
             on_events(sum(share.events for share in shares))
             failed = next((share for share in shares if share.failed()), None)
@@ -116,8 +119,9 @@ def fill_in_processes(
 class _Share:
     """One worker process and what it has said so far (read by a thread of its own)."""
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+    def __init__(self, process: subprocess.Popen[bytes], errors: IO[bytes]) -> None:
         self.process = process
+        self._errors = errors
         self.events = 0
         self._result: Filled | None = None
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -129,12 +133,13 @@ class _Share:
             [sys.executable, "-m", "tasktrail.projections.fill"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            # A file, not a pipe: a worker that says much there must not block on a full pipe.
+            stderr=(errors := tempfile.TemporaryFile()),  # noqa: SIM115 (closed by stop())
         )
         stdin = _pipe(process.stdin)
         stdin.write(orjson.dumps(job))
         stdin.close()
-        return cls(process)
+        return cls(process, errors)
 
     def _read(self) -> None:
         for line in _pipe(self.process.stdout):
@@ -151,7 +156,9 @@ class _Share:
         return code is not None and code != 0
 
     def error(self) -> str:
-        lines = _pipe(self.process.stderr).read().decode(errors="replace").strip().splitlines()
+        self.process.wait()
+        self._errors.seek(0)
+        lines = self._errors.read().decode(errors="replace").strip().splitlines()
         return lines[-1] if lines else f"exit status {self.process.returncode}"
 
     def result(self) -> Filled:
@@ -165,9 +172,8 @@ class _Share:
             self.process.kill()  # only on a failure elsewhere: its share is of no use any more
         self.process.wait()
         self._reader.join()
-        for pipe in (self.process.stdout, self.process.stderr):
-            if pipe is not None:
-                pipe.close()
+        _pipe(self.process.stdout).close()
+        self._errors.close()
 
 
 def _pipe(stream: IO[bytes] | None) -> IO[bytes]:
