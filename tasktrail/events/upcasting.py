@@ -7,15 +7,15 @@ data to the data of the next version. Readers that fold (evolve: the handlers, t
 the rebuild, `as_of`, the verify of the read model) see every event upcast to the current
 version; the event endpoints and exports serve it as written, so it still re-hashes.
 
-No event type has changed shape yet, so the registry starts empty.
+Register upcasters in this module, when it is imported: the rebuild folds in worker processes
+too (projections/fill.py), and they know only what importing tasktrail registers. No event type
+has changed shape yet, so the registry starts empty.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Protocol, TypeVar
 
 from tasktrail.events.types import JsonObject
 
@@ -23,18 +23,6 @@ Upcaster = Callable[[JsonObject], JsonObject]
 
 # (type, schema_version) -> the function that turns that data into schema_version + 1.
 _UPCASTERS: dict[tuple[str, int], Upcaster] = {}
-
-
-class Versioned(Protocol):
-    @property
-    def type(self) -> str: ...
-    @property
-    def schema_version(self) -> int: ...
-    @property
-    def data(self) -> JsonObject: ...
-
-
-E = TypeVar("E", bound=Versioned)
 
 
 def register(event_type: str, schema_version: int, upcaster: Upcaster) -> None:
@@ -53,14 +41,6 @@ def registered(event_type: str, schema_version: int, upcaster: Upcaster) -> Iter
         yield
     finally:
         del _UPCASTERS[(event_type, schema_version)]
-
-
-def upcast(event: E) -> E:
-    """The event with its data in the newest shape known; the same object if nothing applies."""
-    data, version = upcast_data(event.type, event.schema_version, event.data)
-    if version == event.schema_version:
-        return event
-    return dataclasses.replace(event, data=data, schema_version=version)  # type: ignore[type-var]
 
 
 def upcast_data(event_type: str, schema_version: int, data: JsonObject) -> tuple[JsonObject, int]:
