@@ -16,6 +16,7 @@ from sqlalchemy import Engine, exc
 
 from tasktrail import __version__
 from tasktrail.api.auth import SharedSecret, TokenVerifier
+from tasktrail.api.head import HeadAsGetMiddleware
 from tasktrail.api.idempotency import purge_expired
 from tasktrail.api.metrics import Metrics
 from tasktrail.api.openapi import finish_document
@@ -101,7 +102,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     # The routes by path, for the Allow header of a 405 (Starlette's names one route's methods).
     app.state.api_routes = [route for router in routers for route in router.routes]
     # Added innermost first. From the outside: request id and log line (every response has an
-    # id), then CORS (so errors, 500s included, carry its headers), then the last-resort 500.
+    # id), then CORS (so errors, 500s included, carry its headers), then the last-resort 500,
+    # then HEAD served as a GET without its body.
+    app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(UnhandledErrorMiddleware)
     origins = settings.cors_origin_list
     if origins:

@@ -169,6 +169,8 @@ def allowed_methods(request: Request) -> list[str]:
     for route in request.app.state.api_routes:
         if route.methods and route.path_regex.match(path):
             methods.update(route.methods)
+    if "GET" in methods:
+        methods.add("HEAD")  # head.py serves it
     return sorted(methods)
 
 

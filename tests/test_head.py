@@ -1,0 +1,88 @@
+"""HEAD wherever GET is served: the GET's status and headers, and no body."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx2
+from fastapi.testclient import TestClient
+
+from tests.conftest import Api, auth
+from tests.test_metrics import sample
+
+# Headers that may differ between two responses to the same request.
+_PER_RESPONSE = {"x-request-id", "date"}
+
+
+def _same_headers(
+    head: httpx2.Response, get: httpx2.Response
+) -> dict[str, tuple[str | None, str | None]]:
+    """The headers where a HEAD and a GET differ, (head, get) by name."""
+    head_headers = {k: v for k, v in head.headers.items() if k not in _PER_RESPONSE}
+    get_headers = {k: v for k, v in get.headers.items() if k not in _PER_RESPONSE}
+    return {
+        name: (head_headers.get(name), get_headers.get(name))
+        for name in head_headers.keys() | get_headers.keys()
+        if head_headers.get(name) != get_headers.get(name)
+    }
+
+
+def test_head_of_healthz_is_its_get_without_a_body(client: TestClient) -> None:
+    """A load balancer's HEAD probe gets 200 and the GET's headers, Content-Length included."""
+    head, get = client.head("/healthz"), client.get("/healthz")
+    assert (head.status_code, head.content) == (200, b"")
+    assert get.content != b""
+    assert _same_headers(head, get) == {}
+
+
+def test_head_of_a_task_gives_its_etag_and_honours_if_none_match(api: Api) -> None:
+    task = api.create(title="probed")
+    get = api.get(task["id"])
+    head = api.request("HEAD", f"/{task['id']}")
+    assert (head.status_code, head.content) == (200, b"")
+    assert _same_headers(head, get) == {}
+    again = api.request("HEAD", f"/{task['id']}", headers={"If-None-Match": get.headers["etag"]})
+    assert (again.status_code, again.content) == (304, b"")
+
+
+def test_head_of_a_list_gives_the_lists_headers(api: Api) -> None:
+    for n in range(3):
+        api.create(title=f"listed {n}")
+    get = api.request("GET", "?limit=2")
+    head = api.request("HEAD", "?limit=2")
+    assert (head.status_code, head.content) == (200, b"")
+    assert "link" in get.headers
+    assert _same_headers(head, get) == {}
+
+
+def test_head_is_authenticated_like_get(client: TestClient, user_id: str) -> None:
+    """No token, no answer: 401 with its challenge, still without a body."""
+    response = client.head(f"/api/{user_id}/tasks")
+    assert (response.status_code, response.content) == (401, b"")
+    assert response.headers["www-authenticate"].startswith("Bearer")
+    other = client.head(f"/api/{user_id}/tasks", headers=auth("someone-else"))
+    assert other.status_code == 403
+
+
+def test_head_where_no_get_is_served_is_a_405_naming_the_methods(api: Api) -> None:
+    response = api.request("HEAD", f"/{uuid.uuid4()}/complete")
+    assert response.status_code == 405
+    assert {part.strip() for part in response.headers["allow"].split(",")} == {"PATCH"}
+
+
+def test_an_allow_header_names_head_beside_get(api: Api) -> None:
+    response = api.request("DELETE")  # the list path takes GET and POST
+    assert response.status_code == 405
+    assert {part.strip() for part in response.headers["allow"].split(",")} == {
+        "GET",
+        "HEAD",
+        "POST",
+    }
+
+
+def test_head_requests_are_counted_as_head(client: TestClient) -> None:
+    labels = {"method": "HEAD", "route": "/healthz", "status": "200"}
+    before = sample(client.get("/metrics").text, "tasktrail_http_requests_total", **labels)
+    client.head("/healthz")
+    after = sample(client.get("/metrics").text, "tasktrail_http_requests_total", **labels)
+    assert after == before + 1
