@@ -13,9 +13,11 @@ from typing import Any
 import httpx2
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, inspect, select, text, update
+from sqlalchemy import Engine, func, inspect, select, text, update
 
 from tasktrail.api.app import create_app
+from tasktrail.commands import handlers
+from tasktrail.commands.types import CommandContext, UpdateTask
 from tasktrail.database import create_database_engine
 from tasktrail.projections import rebuild as rebuild_module
 from tasktrail.projections import shadow
@@ -23,8 +25,15 @@ from tasktrail.projections.fill import fill_in_processes
 from tasktrail.projections.inline import TASK_COLUMNS
 from tasktrail.projections.rebuild import RebuildAborted, rebuild
 from tasktrail.projections.verify import diff_read_model
-from tasktrail.schema import tasks
-from tests.conftest import Api, auth, live_server, make_settings
+from tasktrail.schema import events, tasks
+from tests.conftest import (
+    Api,
+    auth,
+    live_server,
+    make_settings,
+    migrated,
+    scratch_postgres_database,
+)
 from tests.processes import run_cli
 
 
@@ -217,3 +226,51 @@ def test_a_worker_that_cannot_read_the_log_fails_the_fill_with_its_reason(
             fill_in_processes(nowhere, reader, 2, 100, lambda _: None)
         reader.rollback()
     nowhere.dispose()
+
+
+@pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-processes"])
+def test_an_event_committed_after_the_replay_began_is_caught_up_though_its_position_is_lower(
+    workers: int,
+) -> None:
+    """The log's positions are not its commit order. An update holds its transaction open (its
+    event takes the lower position) while a later one commits; the rebuild's replay starts
+    between the two, and the held one commits while the replay runs. A catch-up by position
+    (above the highest the replay saw) would miss it; the rebuild must not."""
+    with scratch_postgres_database("tasktrail_fresh") as raw_url:
+        url = migrated(raw_url)
+        engine = create_database_engine(make_settings(url))
+        try:
+            with TestClient(create_app(make_settings(url), engine=engine)) as client:
+                first, second = Api(client, "held-user"), Api(client, "later-user")
+                held_task = first.create(title="before")["id"]
+                later_task = second.create(title="before")["id"]
+                held = engine.connect()
+                held.begin()
+                context = CommandContext(user_id="held-user", actor="held-user", request_id=None)
+                handlers.update_task(
+                    held, UpdateTask(context=context, task_id=held_task, changes={"title": "held"})
+                )
+                assert second.request("PATCH", f"/{later_task}", json={"title": "later"}).is_success
+
+            def commit_the_held_one(_: int) -> None:
+                if held.in_transaction():
+                    held.commit()
+
+            report = rebuild(engine, workers=workers, on_events=commit_the_held_one)
+            held.close()
+            engine.dispose()
+            positions = {
+                str(task): position
+                for task, position in engine.connect().execute(
+                    select(events.c.task_id, func.max(events.c.position)).group_by(events.c.task_id)
+                )
+            }
+            assert positions[held_task] < positions[later_task]
+            assert report.caught_up_tasks >= 1
+            assert {row["id"]: row["title"] for row in map(dict, rows(engine))} == {
+                uuid.UUID(held_task): "held",
+                uuid.UUID(later_task): "later",
+            }
+            assert list(diff_read_model(engine)) == []
+        finally:
+            engine.dispose()

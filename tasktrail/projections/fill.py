@@ -9,6 +9,7 @@ they fold exactly the log the rebuild's catch-up starts from.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from tasktrail.projections.row_digest import row_digest
 
 _SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
 _PROGRESS_SECONDS = 0.2
+_CONNECT_TIMEOUT_SECONDS = 10
 
 
 @dataclass
@@ -99,7 +101,7 @@ def fill_in_processes(
     shares: list[_Share] = []
     try:
         for k in range(workers):
-            shares.append(_Share.start({**job, "part": k}))
+            _Share.start({**job, "part": k}, shares)
         while any(share.running() for share in shares):
             on_events(sum(share.events for share in shares))
             failed = next((share for share in shares if share.failed()), None)
@@ -124,11 +126,13 @@ class _Share:
         self._errors = errors
         self.events = 0
         self._result: Filled | None = None
+        self._garbled: str | None = None
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
 
     @classmethod
-    def start(cls, job: dict[str, Any]) -> _Share:
+    def start(cls, job: dict[str, Any], shares: list[_Share]) -> None:
+        """Start a worker, add it to `shares` (to be stopped whatever happens), send its job."""
         process = subprocess.Popen(
             [sys.executable, "-m", "tasktrail.projections.fill"],
             stdin=subprocess.PIPE,
@@ -136,17 +140,22 @@ class _Share:
             # A file, not a pipe: a worker that says much there must not block on a full pipe.
             stderr=(errors := tempfile.TemporaryFile()),  # noqa: SIM115 (closed by stop())
         )
+        shares.append(cls(process, errors))
         stdin = _pipe(process.stdin)
-        stdin.write(orjson.dumps(job))
+        stdin.write(orjson.dumps({**job, "parent": os.getpid()}))
         stdin.close()
-        return cls(process, errors)
 
     def _read(self) -> None:
-        for line in _pipe(self.process.stdout):
-            message = orjson.loads(line)
-            self.events = message["events"]
-            if "digests" in message:
-                self._result = Filled(message["events"], message["digests"])
+        try:
+            for line in _pipe(self.process.stdout):
+                message = orjson.loads(line)
+                self.events = message["events"]
+                if "digests" in message:
+                    self._result = Filled(message["events"], message["digests"])
+        except (orjson.JSONDecodeError, KeyError, TypeError) as error:
+            # Not our protocol: stop the worker rather than let it block on a pipe none reads.
+            self._garbled = f"unreadable output from the worker: {error}"
+            self.process.kill()
 
     def running(self) -> bool:
         return self.process.poll() is None or self._reader.is_alive()
@@ -156,6 +165,8 @@ class _Share:
         return code is not None and code != 0
 
     def error(self) -> str:
+        if self._garbled is not None:
+            return self._garbled
         self.process.wait()
         self._errors.seek(0)
         lines = self._errors.read().decode(errors="replace").strip().splitlines()
@@ -194,13 +205,18 @@ def _work(job: dict[str, Any]) -> None:
         poolclass=NullPool,
         connect_args={
             "application_name": "tasktrail-rebuild",
+            "connect_timeout": _CONNECT_TIMEOUT_SECONDS,
             # An operator's long job: none of the service's request timeouts applies.
             "options": "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0",
         },
     )
-    out = sys.stdout.buffer
+    # The protocol goes to a copy of stdout; what anything else prints goes to stderr.
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
 
     def on_events(count: int) -> None:
+        if os.getppid() != job["parent"]:  # the rebuild is gone: its shadow table is no more
+            raise RuntimeError("the rebuild that started this worker has ended")
         out.write(orjson.dumps({"events": count}) + b"\n")
         out.flush()
 

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import groupby
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 import orjson
@@ -26,11 +27,13 @@ from tasktrail.schema import events
 # What folding reads of an event; the order is the SELECT's.
 _FOLDED_COLUMNS = ("task_id", "user_id", "seq", "version", "type", "schema_version", "data",
                    "occurred_at")  # fmt: skip
+# Every column cast to the type COPY's binary format is read as (`_POSTGRES_TYPES`): binary
+# values carry no type, and a smallint read as int4 would be a wrong number, not an error.
 _POSTGRES_QUERY = (
-    "SELECT task_id::text, user_id, seq, version, type, schema_version, data::text, occurred_at "
-    "FROM events {where} ORDER BY events.task_id, version"
+    "SELECT task_id::text, user_id::text, seq::int8, version::int4, type::text, "
+    "schema_version::int4, data::text, occurred_at::timestamptz "
+    "FROM events {where} ORDER BY events.task_id, events.version"
 )
-# The same columns as COPY ... (FORMAT BINARY) types them.
 _POSTGRES_TYPES = ("text", "text", "int8", "int4", "text", "int4", "text", "timestamptz")
 # A share of the tasks, by the last byte of their id (random in a UUIDv7, and in any other).
 _PART_FILTER = "WHERE get_byte(uuid_send(task_id), 15) % {parts} = {part}"
@@ -60,15 +63,21 @@ def replayed_tasks(
     The tasks of `task_ids`, or else all of them, or on PostgreSQL the share `part` = (k, n)
     of them (one of n disjoint shares, for n readers at once); as of the connection's snapshot.
     """
-    if conn.dialect.name != "postgresql":
-        changes = _portable_changes(conn, task_ids)
-    elif task_ids is not None:
-        changes = _postgres_changes_of(conn, task_ids)
-    else:
-        changes = _postgres_log(conn, part)
-    for task_id, stream in groupby(changes, lambda change: change.task_id):
+    by_task = itemgetter(0)  # a LoggedChange's task_id
+    for task_id, stream in groupby(logged_changes(conn, task_ids, part=part), by_task):
         history = list(stream)
         yield task_id, fold(history), len(history)
+
+
+def logged_changes(
+    conn: Connection, task_ids: Sequence[str] | None = None, *, part: tuple[int, int] = (0, 1)
+) -> Iterator[LoggedChange]:
+    """The events `replayed_tasks` folds, in (task, version) order, as `LoggedChange`s."""
+    if conn.dialect.name != "postgresql":
+        return _portable_changes(conn, task_ids)
+    if task_ids is not None:
+        return _postgres_changes_of(conn, task_ids)
+    return _postgres_log(conn, part)
 
 
 def _postgres_log(conn: Connection, part: tuple[int, int]) -> Iterator[LoggedChange]:
