@@ -13,7 +13,7 @@ from typing import Any
 import httpx2
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import Engine, func, inspect, select, text, update
+from sqlalchemy import Connection, Engine, func, inspect, select, text, update
 
 from tasktrail.api.app import create_app
 from tasktrail.commands import handlers
@@ -228,49 +228,62 @@ def test_a_worker_that_cannot_read_the_log_fails_the_fill_with_its_reason(
     nowhere.dispose()
 
 
+@pytest.fixture
+def postgres_fresh() -> Iterator[tuple[str, Engine]]:
+    """A migrated PostgreSQL database of this test alone, and an engine on it."""
+    with scratch_postgres_database("tasktrail_fresh") as raw_url:
+        url = migrated(raw_url)
+        engine = create_database_engine(make_settings(url))
+        yield url, engine
+        engine.dispose()
+
+
+def hold_an_update_while_a_later_one_commits(
+    url: str, engine: Engine
+) -> tuple[Connection, str, str]:
+    """Two users' tasks; the first one's update is appended and left uncommitted (the lower
+    position), then the second one's is committed through the API. Returns the open
+    connection and the two task ids."""
+    with TestClient(create_app(make_settings(url), engine=engine)) as client:
+        first, second = Api(client, "held-user"), Api(client, "later-user")
+        held_task = first.create(title="before")["id"]
+        later_task = second.create(title="before")["id"]
+        held = engine.connect()
+        held.begin()
+        context = CommandContext(user_id="held-user", actor="held-user", request_id=None)
+        command = UpdateTask(context=context, task_id=held_task, changes={"title": "held"})
+        handlers.update_task(held, command)
+        assert second.request("PATCH", f"/{later_task}", json={"title": "later"}).is_success
+    return held, held_task, later_task
+
+
+def last_positions(engine: Engine) -> dict[str, int]:
+    query = select(events.c.task_id, func.max(events.c.position)).group_by(events.c.task_id)
+    with engine.connect() as conn:
+        return {str(task): position for task, position in conn.execute(query)}
+
+
 @pytest.mark.parametrize("workers", [1, 2], ids=["one-process", "two-processes"])
 def test_an_event_committed_after_the_replay_began_is_caught_up_though_its_position_is_lower(
-    workers: int,
+    postgres_fresh: tuple[str, Engine], workers: int
 ) -> None:
     """The log's positions are not its commit order. An update holds its transaction open (its
     event takes the lower position) while a later one commits; the rebuild's replay starts
     between the two, and the held one commits while the replay runs. A catch-up by position
     (above the highest the replay saw) would miss it; the rebuild must not."""
-    with scratch_postgres_database("tasktrail_fresh") as raw_url:
-        url = migrated(raw_url)
-        engine = create_database_engine(make_settings(url))
-        try:
-            with TestClient(create_app(make_settings(url), engine=engine)) as client:
-                first, second = Api(client, "held-user"), Api(client, "later-user")
-                held_task = first.create(title="before")["id"]
-                later_task = second.create(title="before")["id"]
-                held = engine.connect()
-                held.begin()
-                context = CommandContext(user_id="held-user", actor="held-user", request_id=None)
-                handlers.update_task(
-                    held, UpdateTask(context=context, task_id=held_task, changes={"title": "held"})
-                )
-                assert second.request("PATCH", f"/{later_task}", json={"title": "later"}).is_success
+    url, engine = postgres_fresh
+    held, held_task, later_task = hold_an_update_while_a_later_one_commits(url, engine)
 
-            def commit_the_held_one(_: int) -> None:
-                if held.in_transaction():
-                    held.commit()
+    def commit_the_held_one(_: int) -> None:
+        if held.in_transaction():
+            held.commit()
 
-            report = rebuild(engine, workers=workers, on_events=commit_the_held_one)
-            held.close()
-            engine.dispose()
-            positions = {
-                str(task): position
-                for task, position in engine.connect().execute(
-                    select(events.c.task_id, func.max(events.c.position)).group_by(events.c.task_id)
-                )
-            }
-            assert positions[held_task] < positions[later_task]
-            assert report.caught_up_tasks >= 1
-            assert {row["id"]: row["title"] for row in map(dict, rows(engine))} == {
-                uuid.UUID(held_task): "held",
-                uuid.UUID(later_task): "later",
-            }
-            assert list(diff_read_model(engine)) == []
-        finally:
-            engine.dispose()
+    report = rebuild(engine, workers=workers, on_events=commit_the_held_one)
+    held.close()
+    engine.dispose()
+    positions = last_positions(engine)
+    assert positions[held_task] < positions[later_task]
+    assert report.caught_up_tasks >= 1
+    titles = {str(row["id"]): row["title"] for row in rows(engine)}
+    assert titles == {held_task: "held", later_task: "later"}
+    assert list(diff_read_model(engine)) == []
