@@ -222,7 +222,7 @@ def test_a_worker_that_cannot_read_the_log_fails_the_fill_with_its_reason(
     nowhere = create_database_engine(make_settings(postgres_url.rsplit("/", 1)[0] + "/no_such_db"))
     with postgres_engine.connect() as reader:
         reader.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
-        with pytest.raises(RuntimeError, match="no_such_db"):
+        with pytest.raises(RebuildAborted, match="no_such_db"):
             fill_in_processes(nowhere, reader, 2, 100, lambda _: None)
         reader.rollback()
     nowhere.dispose()

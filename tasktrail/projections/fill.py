@@ -106,7 +106,7 @@ def fill_in_processes(
             on_events(sum(share.events for share in shares))
             failed = next((share for share in shares if share.failed()), None)
             if failed is not None:
-                raise RuntimeError(f"a rebuild worker failed: {failed.error()}")
+                raise shadow.RebuildAborted(f"a rebuild worker failed: {failed.error()}")
             time.sleep(_PROGRESS_SECONDS)
         filled = Filled()
         for share in shares:
@@ -175,7 +175,7 @@ class _Share:
     def result(self) -> Filled:
         self._reader.join()
         if self.process.wait() != 0 or self._result is None:
-            raise RuntimeError(f"a rebuild worker failed: {self.error()}")
+            raise shadow.RebuildAborted(f"a rebuild worker failed: {self.error()}")
         return self._result
 
     def stop(self) -> None:
