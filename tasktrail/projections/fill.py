@@ -206,6 +206,12 @@ def _work(job: dict[str, Any]) -> None:
         connect_args={
             "application_name": "tasktrail-rebuild",
             "connect_timeout": _CONNECT_TIMEOUT_SECONDS,
+            # A server gone without a word (a dead host, a cut network) fails the read within a
+            # minute, so the rebuild fails instead of waiting forever.
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
             # An operator's long job: none of the service's request timeouts applies.
             "options": "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0",
         },
