@@ -16,8 +16,6 @@ import json
 import os
 import platform
 import secrets
-import shutil
-import subprocess
 import sys
 import textwrap
 import time
@@ -47,6 +45,7 @@ from scenarios import (
 from stack import (
     backend_pids,
     free_tcp_port,
+    git_commit,
     libpq_url,
     mint_token,
     postgres_version,
@@ -281,16 +280,6 @@ class Harness:
 
 
 # --- facts about the run --------------------------------------------------------------------
-
-
-def git_commit() -> str | None:
-    git = shutil.which("git")
-    if git is None:
-        return None
-    done = subprocess.run(  # noqa: S603 - read-only, fixed arguments
-        [git, "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True, check=False
-    )
-    return done.stdout.strip() or None
 
 
 def server_log_summary(path: Path) -> dict[str, Any]:

@@ -32,8 +32,6 @@ import platform
 import pstats
 import random
 import resource
-import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -54,7 +52,7 @@ from procstat import (
 )
 from psycopg import sql
 from sqlalchemy import Engine
-from stack import libpq_url, postgres_version, scratch_database
+from stack import git_commit, libpq_url, postgres_version, scratch_database
 
 import tasktrail
 from tasktrail.database import create_database_engine
@@ -794,16 +792,6 @@ def table(rows: Sequence[Measurement]) -> str:
         note = rows[n - 1].note if n else "note"
         out.append("  ".join(cells) + "  " + note)
     return "\n".join(out)
-
-
-def git_commit() -> str | None:
-    git = shutil.which("git")
-    if git is None:
-        return None
-    done = subprocess.run(  # noqa: S603 - read-only, fixed arguments
-        [git, "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True, check=False
-    )
-    return done.stdout.strip() or None
 
 
 # --- the run --------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -37,8 +38,20 @@ from tasktrail.database import create_database_engine, write_transaction
 from tasktrail.schema import tasks
 from tasktrail.settings import Settings
 
+REPO_DIR = Path(__file__).resolve().parent.parent
 SERVER_START_TIMEOUT = 60.0  # seconds; serve applies the migrations before it listens
 SERVER_STOP_TIMEOUT = 15.0
+
+
+def git_commit() -> str | None:
+    """The commit the benchmark runs, for its results; None outside a git checkout."""
+    git = shutil.which("git")
+    if git is None:
+        return None
+    done = subprocess.run(  # noqa: S603 - read-only, fixed arguments
+        [git, "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() or None
 
 
 def libpq_url(url: str) -> str:
