@@ -28,7 +28,7 @@ SQLITE_BUSY_TIMEOUT_MS = 5_000
 # SQLSTATEs that mean "the database cannot serve this now", not "the request is wrong":
 # query_canceled (statement_timeout), lock_not_available (lock_timeout), admin/crash shutdown,
 # cannot_connect_now, too_many_connections, idle-in-transaction timeout.
-_UNAVAILABLE_SQLSTATES = frozenset({"57014", "55P03", "57P01", "57P02", "57P03", "53300", "25P03"})
+UNAVAILABLE_SQLSTATES = frozenset({"57014", "55P03", "57P01", "57P02", "57P03", "53300", "25P03"})
 
 
 def _json_text(value: Any) -> str:
@@ -152,7 +152,7 @@ def unavailable_on_outage() -> Iterator[None]:
 def is_outage(error: exc.DBAPIError) -> bool:
     if error.connection_invalidated or isinstance(error, exc.OperationalError):
         return True
-    return getattr(error.orig, "sqlstate", None) in _UNAVAILABLE_SQLSTATES
+    return getattr(error.orig, "sqlstate", None) in UNAVAILABLE_SQLSTATES
 
 
 def _describe(error: exc.DBAPIError) -> str:

@@ -24,6 +24,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Table,
+    Text,
     UniqueConstraint,
     Uuid,
 )
@@ -133,6 +134,11 @@ tasks = Table(
     Column("deleted_at", UTCDateTime, nullable=True),
     Column("version", Integer, nullable=False),
     Column("last_seq", BigInteger, nullable=False),
+    # What a read sends, written by the projector with the row (projections/document.py): the
+    # task's JSON document, the exact text served, and its ETag, `"<version>"`. Reads send them
+    # as they are instead of building the task's JSON again for every row.
+    Column("body", Text, nullable=False),
+    Column("etag", Text, nullable=False),
     CheckConstraint("priority BETWEEN 0 AND 3", name="ck_tasks_priority"),
     Index("ix_tasks_user_created", "user_id", "created_at", "id"),
     Index("ix_tasks_user_updated", "user_id", "updated_at", "id"),

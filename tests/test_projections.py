@@ -79,6 +79,8 @@ def test_a_missing_row_and_a_row_without_events_are_both_named(
                 updated_at=now,
                 version=1,
                 last_seq=1,
+                body="{}",
+                etag='"1"',
             )
         )
     drifts = {drift.task_id: drift for drift in diff_read_model(fresh_engine)}
@@ -106,3 +108,33 @@ def test_the_command_exits_1_naming_the_drift_and_0_when_clean(
     assert drifted.returncode == 1
     assert f"task {victim}: title differ" in drifted.stdout
     assert "1 of 6 tasks differ" in drifted.stdout
+
+
+def test_a_hand_edited_document_or_etag_is_drift_that_a_rebuild_repairs(
+    fresh_database_url: str, fresh_engine: Engine, busy_user: Api, tmp_path: Path
+) -> None:
+    """A stored body or ETag changed behind the service's back is served as it is, named by
+    `projections verify`, and `projections rebuild` writes the log's document and ETag back."""
+    listed = busy_user.request("GET").json()
+    first, second = listed[0]["id"], listed[1]["id"]
+    served = busy_user.request("GET", f"/{first}")
+    forged_body = served.content.decode().replace('"title":', '"title":"forged","was":')
+    with fresh_engine.begin() as conn:
+        conn.execute(update(tasks).where(tasks.c.id == uuid.UUID(first)).values(body=forged_body))
+        conn.execute(update(tasks).where(tasks.c.id == uuid.UUID(second)).values(etag='"99"'))
+    assert busy_user.request("GET", f"/{first}").content == forged_body.encode()
+    assert busy_user.request("GET", f"/{second}").headers["ETag"] == '"99"'
+    drifts = set(diff_read_model(fresh_engine))
+    assert drifts == {Drift(first, fields=("body",)), Drift(second, fields=("etag",))}
+    env = {"TASKTRAIL_DATABASE_URL": fresh_database_url}
+    drifted = run_cli("projections", "verify", cwd=tmp_path, **env)
+    assert drifted.returncode == 1
+    assert f"task {first}: body differ" in drifted.stdout
+    assert f"task {second}: etag differ" in drifted.stdout
+    rebuilt = run_cli("projections", "rebuild", "--workers", "1", cwd=tmp_path, **env)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    fresh_engine.dispose()  # the swapped-in table is a new one: forget pooled statements
+    assert list(diff_read_model(fresh_engine)) == []
+    repaired = busy_user.request("GET", f"/{first}")
+    assert (repaired.content, repaired.headers["ETag"]) == (served.content, served.headers["ETag"])
+    assert busy_user.request("GET", f"/{second}").headers["ETag"] == f'"{listed[1]["version"]}"'

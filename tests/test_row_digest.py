@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import Engine, text
 
 from tasktrail.projections import shadow
-from tasktrail.projections.inline import TASK_COLUMNS
+from tasktrail.projections.inline import TASK_COLUMNS, task_values
 from tasktrail.projections.row_digest import COLUMN_KINDS, looped_row_digest, row_digest
+from tasktrail.projections.state import TaskState
 
 T = datetime(2026, 11, 25, 9, 30, 15, 123456, tzinfo=UTC)
 AWKWARD_TEXT = [
@@ -34,31 +35,29 @@ AWKWARD_TAGS = [
 
 
 def awkward_rows() -> list[tuple[Any, ...]]:
+    """Rows as the projector writes them (`task_values`): their documents hold the awkward text
+    JSON-escaped, raw non-ASCII, astral characters and `null`s."""
     rows = []
     for n, title in enumerate(AWKWARD_TEXT):
         tags = AWKWARD_TAGS[n % len(AWKWARD_TAGS)]
         description = None if n % 2 else title[::-1]
-        rows.append(
-            (
-                str(uuid.uuid4()),
-                f"user|{n}:~",
-                title,
-                title.casefold(),
-                description,
-                None if description is None else description.casefold(),
-                n % 2 == 0,
-                [None, T, datetime(1969, 7, 20, 20, 17, 40, 1, tzinfo=UTC)][n % 3],
-                n % 4,
-                tags,
-                [tag.casefold() for tag in tags],
-                T - timedelta(days=n, microseconds=n),
-                T,
-                None if n % 2 else T + timedelta(microseconds=1),
-                None if n % 3 else T,
-                n + 1,
-                2**40 + n,
-            )
+        state = TaskState(
+            id=str(uuid.uuid4()),
+            user_id=f"user|{n}:~",
+            title=title,
+            description=description,
+            completed=n % 2 == 0,
+            due_at=[None, T, datetime(1969, 7, 20, 20, 17, 40, 1, tzinfo=UTC)][n % 3],
+            priority=n % 4,
+            tags=tuple(tags),
+            created_at=T - timedelta(days=n, microseconds=n),
+            updated_at=T,
+            completed_at=None if n % 2 else T + timedelta(microseconds=1),
+            deleted_at=None if n % 3 else T,
+            version=n + 1,
+            last_seq=2**40 + n,
         )
+        rows.append(task_values(state))
     return rows
 
 

@@ -26,6 +26,7 @@ from tasktrail.api.routes import audit, events, health, task_list, tasks
 from tasktrail.api.routes import metrics as metrics_route
 from tasktrail.database import DatabaseUnavailable, create_database_engine
 from tasktrail.logs import configure_logging
+from tasktrail.pg_pool import AsyncPool
 from tasktrail.settings import Settings, load_settings, with_development_secret
 
 SWEEP_SECONDS = 600
@@ -61,6 +62,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     )
     own_engine = engine is None
     database = create_database_engine(settings) if engine is None else engine
+    # PostgreSQL's hot path runs on the event loop through psycopg's async pool (pg_pool.py);
+    # the rest, and everything on SQLite, runs on the sync engine in worker threads.
+    pool = AsyncPool(settings) if settings.is_postgres else None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -72,6 +76,8 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             background.start_soon(sweep_idempotency_keys, database)
             yield
             background.cancel_scope.cancel()
+        if pool is not None:
+            await pool.close()
         if own_engine:
             database.dispose()
 
@@ -85,8 +91,9 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = database
+    app.state.pool = pool
     app.state.verifier = verifier
-    app.state.metrics = metrics = Metrics(database)
+    app.state.metrics = metrics = Metrics(database, pool)
     install_problem_handlers(app)
     # The audit routes first: /api/audit/events must not be read as the feed of a user "audit".
     routers = (

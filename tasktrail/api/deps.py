@@ -29,10 +29,6 @@ MAX_BODY_BYTES = 64 * 1024
 _WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 _ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*')
 
-# Declares the bearer scheme in the OpenAPI document; the header itself is parsed below so that
-# each failure gets its own precise detail.
-bearer_scheme = HTTPBearer(auto_error=False, bearerFormat="JWT", scheme_name="bearer")
-
 
 async def get_engine(request: Request) -> Engine:
     engine: Engine = request.app.state.engine
@@ -60,15 +56,22 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
-async def authenticated(
-    request: Request, _: Annotated[object, Depends(bearer_scheme)]
-) -> Principal:
-    verifier: TokenVerifier = request.app.state.verifier
-    try:
-        return verifier.verify(bearer_token(request))
-    except AuthenticationError as error:
-        raise unauthorized(f"The token was refused: {error}.") from None
+class BearerAuthentication(HTTPBearer):
+    """The token check, as the bearer scheme itself: one dependency, not two.
 
+    Being an `HTTPBearer` declares the scheme in the OpenAPI document; its call parses the header
+    itself, so that each failure gets its own precise detail, and verifies the token.
+    """
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        verifier: TokenVerifier = request.app.state.verifier
+        try:
+            return verifier.verify(bearer_token(request))
+        except AuthenticationError as error:
+            raise unauthorized(f"The token was refused: {error}.") from None
+
+
+authenticated = BearerAuthentication(auto_error=False, bearerFormat="JWT", scheme_name="bearer")
 
 Authenticated = Annotated[Principal, Depends(authenticated)]
 

@@ -3,23 +3,28 @@
 The key is claimed at the start of the write's own transaction (an INSERT that a concurrent
 duplicate must wait behind), and the response is stored in that same transaction: a key exists
 exactly when its write committed, and only 2xx answers are kept, since an error rolls both back.
+The transaction itself is the unit of work's (api/unit_of_work.py); here are the key's header,
+the request's fingerprint and the three steps (claim, replay, record), on a SQLAlchemy
+connection and on PostgreSQL's async pool.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
+import psycopg
 from fastapi import Depends, Header, Request
-from sqlalchemy import Connection, Engine, delete, exc, select, text, update
+from psycopg.types.json import Json
+from sqlalchemy import Connection, Engine, bindparam, delete, exc, select, text, update
+from sqlalchemy.dialects import postgresql
 from starlette.responses import Response
 
-from tasktrail.api.metrics import Metrics
 from tasktrail.api.problems import Problem
 from tasktrail.database import dialect_insert, write_transaction
+from tasktrail.pg_pool import AsyncConnection, compile_statement
 from tasktrail.schema import idempotency_keys
 
 KEY_LIFETIME = timedelta(hours=24)
@@ -63,35 +68,6 @@ async def idempotency_key(
 IdempotencyKeyDep = Annotated[IdempotencyKey | None, Depends(idempotency_key)]
 
 
-@dataclass(frozen=True, slots=True)
-class Written:
-    """What a write answers, and how many events it appended (for the metrics)."""
-
-    response: Response
-    events_appended: int
-
-
-def run_write(
-    request: Request,
-    engine: Engine,
-    user_id: str,
-    key: IdempotencyKey | None,
-    write: Callable[[Connection], Written],
-) -> Response:
-    """Run `write` in one transaction; with a key, replay or record its answer in it too."""
-    metrics: Metrics = request.app.state.metrics
-    with write_transaction(engine) as conn:
-        if key is not None:
-            fingerprint = _fingerprint(request)
-            if not _claim(conn, user_id, key.value, fingerprint):
-                return _replay(conn, user_id, key.value, fingerprint)
-        written = write(conn)
-        if key is not None:
-            _record(conn, user_id, key.value, written.response)
-    metrics.events_appended.inc(written.events_appended)  # counted once committed
-    return written.response
-
-
 def purge_expired(engine: Engine, now: datetime | None = None) -> int:
     """Delete every user's keys older than 24 h; returns how many went.
 
@@ -106,7 +82,7 @@ def purge_expired(engine: Engine, now: datetime | None = None) -> int:
     return result.rowcount
 
 
-def _fingerprint(request: Request) -> str:
+def fingerprint(request: Request) -> str:
     body: bytes = getattr(request.state, "raw_body", b"")
     digest = hashlib.sha256()
     for part in (request.method.encode(), request.url.path.encode(), body):
@@ -115,7 +91,7 @@ def _fingerprint(request: Request) -> str:
     return digest.hexdigest()
 
 
-def _claim(conn: Connection, user_id: str, key: str, fingerprint: str) -> bool:
+def claim(conn: Connection, user_id: str, key: str, fingerprint: str) -> bool:
     """Insert the key, or find it taken. A duplicate whose first is still running waits here."""
     now = datetime.now(UTC)
     # Expired keys of this user go first, so an old key can be used afresh.
@@ -138,41 +114,155 @@ def _claim(conn: Connection, user_id: str, key: str, fingerprint: str) -> bool:
         ).first()
     except exc.DBAPIError as error:
         if getattr(error.orig, "sqlstate", None) == "55P03":  # lock_not_available
-            raise Problem(
-                409,
-                "A request with this Idempotency-Key is still being processed; retry shortly.",
-            ) from None
+            raise _still_running() from None
         raise
     return claimed is not None
 
 
-def _replay(conn: Connection, user_id: str, key: str, fingerprint: str) -> Response:
+def _still_running() -> Problem:
+    return Problem(
+        409, "A request with this Idempotency-Key is still being processed; retry shortly."
+    )
+
+
+def replay(conn: Connection, user_id: str, key: str, fingerprint: str) -> Response:
     stored = conn.execute(
         select(idempotency_keys).where(
             idempotency_keys.c.user_id == user_id, idempotency_keys.c.key == key
         )
     ).one()
-    if stored.fingerprint != fingerprint:
+    return _replayed(
+        stored.fingerprint, fingerprint, stored.status_code, stored.headers, stored.body
+    )
+
+
+def _replayed(
+    stored_fingerprint: str,
+    fingerprint: str,
+    status_code: int,
+    headers: dict[str, str] | None,
+    body: bytes,
+) -> Response:
+    if stored_fingerprint != fingerprint:
         raise _invalid_key(
             "this key was used with another method, path or body; use a new key for a new request"
         )
-    headers = dict(stored.headers or {})
-    headers["Idempotent-Replayed"] = "true"
-    return Response(content=stored.body, status_code=stored.status_code, headers=headers)
+    replayed = dict(headers or {})
+    replayed["Idempotent-Replayed"] = "true"
+    return Response(content=bytes(body), status_code=status_code, headers=replayed)
 
 
-def _record(conn: Connection, user_id: str, key: str, response: Response) -> None:
+def record(conn: Connection, user_id: str, key: str, response: Response) -> None:
     mine = (idempotency_keys.c.user_id == user_id) & (idempotency_keys.c.key == key)
     if not 200 <= response.status_code < 300:
         conn.execute(delete(idempotency_keys).where(mine))  # only 2xx answers are kept
         return
-    headers = {
+    conn.execute(
+        update(idempotency_keys)
+        .where(mine)
+        .values(
+            status_code=response.status_code,
+            headers=_replayed_headers(response),
+            body=bytes(response.body),
+        )
+    )
+
+
+def _replayed_headers(response: Response) -> dict[str, str]:
+    """The headers a replay repeats: the content type, the ETag and the Location."""
+    return {
         name.decode(): value.decode()
         for name, value in response.raw_headers
         if name.decode() in _REPLAYED_HEADERS
     }
-    conn.execute(
-        update(idempotency_keys)
-        .where(mine)
-        .values(status_code=response.status_code, headers=headers, body=bytes(response.body))
+
+
+# The same three steps on PostgreSQL's async pool (the write path of api/unit_of_work.py), with
+# the statements compiled once. In a pipeline, the purge and the SET LOCAL travel with the claim.
+_PURGE_OWN = compile_statement(
+    delete(idempotency_keys).where(
+        idempotency_keys.c.user_id == bindparam("user_id"),
+        idempotency_keys.c.created_at < bindparam("cutoff"),
+    )
+)
+_CLAIM = compile_statement(
+    postgresql.insert(idempotency_keys)
+    .values(
+        user_id=bindparam("user_id"),
+        key=bindparam("key"),
+        fingerprint=bindparam("fingerprint"),
+        created_at=bindparam("created_at"),
+    )
+    .on_conflict_do_nothing(index_elements=[idempotency_keys.c.user_id, idempotency_keys.c.key])
+    .returning(idempotency_keys.c.key)
+)
+_STORED = compile_statement(
+    select(
+        idempotency_keys.c.fingerprint,
+        idempotency_keys.c.status_code,
+        idempotency_keys.c.headers,
+        idempotency_keys.c.body,
+    ).where(
+        idempotency_keys.c.user_id == bindparam("user_id"),
+        idempotency_keys.c.key == bindparam("key"),
+    )
+)
+_MINE = (idempotency_keys.c.user_id == bindparam("user_id")) & (
+    idempotency_keys.c.key == bindparam("key")
+)
+_RECORD = compile_statement(
+    update(idempotency_keys)
+    .where(_MINE)
+    .values(
+        status_code=bindparam("status_code"), headers=bindparam("headers"), body=bindparam("body")
+    )
+)
+_FORGET = compile_statement(delete(idempotency_keys).where(_MINE))
+
+
+async def claim_on_postgres(
+    conn: AsyncConnection, user_id: str, key: str, fingerprint: str
+) -> bool:
+    """`_claim` on the async pool: True when the key is this request's, False when it is taken."""
+    now = datetime.now(UTC)
+    await conn.execute(_PURGE_OWN.sql, {"user_id": user_id, "cutoff": now - KEY_LIFETIME})
+    await conn.execute(f"SET LOCAL lock_timeout = {WAIT_FOR_FIRST_MS}")
+    try:
+        cursor = await conn.execute(
+            _CLAIM.sql,
+            {"user_id": user_id, "key": key, "fingerprint": fingerprint, "created_at": now},
+        )
+        claimed = await cursor.fetchone()
+    except psycopg.errors.LockNotAvailable:
+        raise _still_running() from None
+    return claimed is not None
+
+
+async def replay_on_postgres(
+    conn: AsyncConnection, user_id: str, key: str, fingerprint: str
+) -> Response:
+    cursor = await conn.execute(_STORED.sql, {"user_id": user_id, "key": key})
+    stored = await cursor.fetchone()
+    if stored is None:
+        raise RuntimeError("a claimed idempotency key has no row")
+    stored_fingerprint, status_code, headers, body = stored
+    return _replayed(stored_fingerprint, fingerprint, status_code, headers, body)
+
+
+async def record_on_postgres(
+    conn: AsyncConnection, user_id: str, key: str, response: Response
+) -> None:
+    """Queue the answer's record (or the key's release, for a non-2xx answer)."""
+    if not 200 <= response.status_code < 300:
+        await conn.execute(_FORGET.sql, {"user_id": user_id, "key": key})
+        return
+    await conn.execute(
+        _RECORD.sql,
+        {
+            "user_id": user_id,
+            "key": key,
+            "status_code": response.status_code,
+            "headers": Json(_replayed_headers(response)),
+            "body": bytes(response.body),
+        },
     )

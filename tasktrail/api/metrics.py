@@ -15,31 +15,43 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 from sqlalchemy.pool import QueuePool
 
+from tasktrail.pg_pool import AsyncPool
+
 # Unmatched paths share one label, so a scanner cannot blow up the number of series.
 UNMATCHED_ROUTE = "unmatched"
 
 
 class PoolCollector(Collector):
-    """Reads the pool at scrape time: connections in use and the pool's size."""
+    """Reads the pools at scrape time: connections in use and the pools' size, the sync engine's
+    and, on PostgreSQL, the async pool's (labelled by `pool`)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, pool: AsyncPool | None) -> None:
         self._engine = engine
+        self._pool = pool
 
     def collect(self) -> Iterator[Metric]:
         pool = self._engine.pool
         in_use = GaugeMetricFamily(
-            "tasktrail_db_pool_connections_in_use", "Database connections checked out now"
+            "tasktrail_db_pool_connections_in_use",
+            "Database connections checked out now",
+            labels=["pool"],
         )
-        size = GaugeMetricFamily("tasktrail_db_pool_size", "Database connections the pool may hold")
+        size = GaugeMetricFamily(
+            "tasktrail_db_pool_size", "Database connections the pool may hold", labels=["pool"]
+        )
         if isinstance(pool, QueuePool):
-            in_use.add_metric([], pool.checkedout())
-            size.add_metric([], pool.size())
+            in_use.add_metric(["sync"], pool.checkedout())
+            size.add_metric(["sync"], pool.size())
+        if self._pool is not None:
+            checked_out, pool_size = self._pool.in_use()
+            in_use.add_metric(["async"], checked_out)
+            size.add_metric(["async"], pool_size)
         yield in_use
         yield size
 
 
 class Metrics:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, pool: AsyncPool | None = None) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "tasktrail_http_requests",
@@ -57,7 +69,7 @@ class Metrics:
         self.events_appended = Counter(
             "tasktrail_events_appended", "Events appended to the log", registry=self.registry
         )
-        self.registry.register(PoolCollector(engine))
+        self.registry.register(PoolCollector(engine, pool))
 
     def observe_request(self, method: str, route: str | None, status: int, seconds: float) -> None:
         label = route or UNMATCHED_ROUTE

@@ -1,49 +1,45 @@
-"""What the API sends: tasks and events as JSON, timestamps with six fractional digits."""
+"""What the API sends: tasks and events as JSON, timestamps with six fractional digits.
+
+A task is sent as the document the projector made for it (`projections.document.task_document`):
+stored with its row for reads, made from the folded state for writes and time travel. Nothing
+here builds a task's JSON again.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 from starlette.responses import Response
 
-from tasktrail.events.encoding import format_timestamp
 from tasktrail.events.record import event_record
 from tasktrail.events.types import Event
-from tasktrail.projections.state import TaskState
+from tasktrail.projections.document import TaskDocument
 
 
-def _moment(value: datetime | None) -> str | None:
-    return None if value is None else format_timestamp(value)
+def task_response(
+    document: TaskDocument, status_code: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """One task: its document as the body, its ETag."""
+    return Response(
+        document.body.encode(),
+        status_code=status_code,
+        headers={"ETag": document.etag, **(headers or {})},
+        media_type="application/json",
+    )
 
 
-def task_body(task: TaskState) -> dict[str, Any]:
-    return {
-        "id": task.id,
-        "user_id": task.user_id,
-        "title": task.title,
-        "description": task.description,
-        "completed": task.completed,
-        "status": task.status,
-        "due_at": _moment(task.due_at),
-        "priority": task.priority,
-        "tags": list(task.tags),
-        "created_at": format_timestamp(task.created_at),
-        "updated_at": format_timestamp(task.updated_at),
-        "completed_at": _moment(task.completed_at),
-        "version": task.version,
-    }
+def task_list_response(bodies: Sequence[str], headers: Mapping[str, str] | None = None) -> Response:
+    """A JSON array of task documents, joined as text: no task is parsed or serialised again."""
+    return Response(
+        f"[{','.join(bodies)}]".encode(), headers=headers, media_type="application/json"
+    )
 
 
 def event_body(event: Event) -> dict[str, Any]:
     """An event exactly as written: the served text is the text that was hashed."""
     return event_record(event)
-
-
-def etag(task: TaskState) -> str:
-    return f'"{task.version}"'
 
 
 def json_response(

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Insert, RowMapping, bindparam, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Insert,
+    RowMapping,
+    Update,
+    bindparam,
+    select,
+    update,
+)
 
 from tasktrail.database import dialect_insert
 from tasktrail.events.chain import GENESIS_HASH, data_hash, recompute_hash
@@ -74,13 +83,41 @@ def append(
     actor: str,
     request_id: str | None,
 ) -> list[Event]:
-    """Append events after `head` (held by `lock_user_stream`) and move the head past them.
+    """Append events after `head` (held by `lock_user_stream`) and move the head past them."""
+    appended = seal_events(
+        head,
+        task_id=task_id,
+        base_version=base_version,
+        new_events=new_events,
+        now=now,
+        actor=actor,
+        request_id=request_id,
+    )
+    if not appended:
+        return appended
+    conn.execute(events.insert(), [event_row(event) for event in appended])
+    conn.execute(_move_head_statement(), moved_head(appended[-1]))
+    return appended
+
+
+def seal_events(
+    head: StreamHead,
+    *,
+    task_id: str,
+    base_version: int,
+    new_events: Sequence[NewEvent],
+    now: datetime,
+    actor: str,
+    request_id: str | None,
+) -> list[Event]:
+    """The events as they will be stored after `head`: seq, version, time and the hash chain.
 
     `occurred_at` is the clock read after the lock, raised to the previous event's time if the
-    clock went back, so it never decreases along seq.
+    clock went back, so it never decreases along seq. Pure: both write paths (the sync one and
+    PostgreSQL's async one) seal with it.
     """
     occurred_at = now if head.occurred_at is None else max(now, head.occurred_at)
-    appended: list[Event] = []
+    sealed: list[Event] = []
     prev_hash, seq = head.hash, head.seq
     for offset, new in enumerate(new_events, start=1):
         seq += 1
@@ -100,16 +137,40 @@ def append(
             hash="",
         )
         prev_hash = recompute_hash(unsealed)
-        appended.append(dataclasses.replace(unsealed, hash=prev_hash))
-    if not appended:
-        return appended
-    conn.execute(events.insert(), [_row_of(event) for event in appended])
-    conn.execute(
+        sealed.append(dataclasses.replace(unsealed, hash=prev_hash))
+    return sealed
+
+
+@cache
+def _move_head_statement() -> Update:
+    return (
         update(user_streams)
-        .where(user_streams.c.user_id == head.user_id)
-        .values(last_seq=seq, head_hash=prev_hash, last_occurred_at=occurred_at)
+        .where(user_streams.c.user_id == bindparam("head_user_id"))
+        .values(
+            last_seq=bindparam("last_seq"),
+            head_hash=bindparam("head_hash"),
+            last_occurred_at=bindparam("last_occurred_at"),
+        )
     )
-    return appended
+
+
+def move_head_statement() -> Update:
+    """`UPDATE user_streams` to the last appended event (parameters: `moved_head`)."""
+    return _move_head_statement()
+
+
+def moved_head(last: Event) -> dict[str, object]:
+    return {
+        "head_user_id": last.user_id,
+        "last_seq": last.seq,
+        "head_hash": last.hash,
+        "last_occurred_at": last.occurred_at,
+    }
+
+
+def lock_statement(dialect: str) -> Insert:
+    """The upsert that takes a user's stream (see `lock_user_stream`), for other executors."""
+    return _lock_statement(dialect)
 
 
 _EVENT_COLUMNS: tuple[ColumnElement[Any], ...] = (
@@ -135,7 +196,7 @@ def event_columns() -> tuple[ColumnElement[Any], ...]:
     return _EVENT_COLUMNS
 
 
-def event_from_row(mapping: RowMapping) -> Event:
+def event_from_row(mapping: RowMapping | Mapping[str, Any]) -> Event:
     return Event(
         position=mapping["position"],
         user_id=mapping["user_id"],
@@ -154,7 +215,8 @@ def event_from_row(mapping: RowMapping) -> Event:
     )
 
 
-def _row_of(event: Event) -> dict[str, object]:
+def event_row(event: Event) -> dict[str, object]:
+    """An event as the `events` table takes it (the task id a UUID)."""
     return {
         "user_id": event.user_id,
         "seq": event.seq,

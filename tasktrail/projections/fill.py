@@ -30,6 +30,11 @@ from tasktrail.projections.inline import task_values
 from tasktrail.projections.replay import replayed_tasks
 from tasktrail.projections.row_digest import row_digest
 
+# The session time zone of the log's readers. psycopg hands timestamps over in the session's
+# zone; in UTC they carry Python's own `timezone.utc` rather than a zoneinfo zone, and the fold's
+# row digests and documents then subtract and format instants without a zone lookup each (the
+# digest of a task took nearly twice as long with the server's `Etc/UTC`).
+READING_TIME_ZONE = "UTC"
 _SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+(-[0-9]+)?$")
 _PROGRESS_SECONDS = 0.2
 _CONNECT_TIMEOUT_SECONDS = 10
@@ -212,8 +217,10 @@ def _work(job: dict[str, Any]) -> None:
             "keepalives_idle": 30,
             "keepalives_interval": 10,
             "keepalives_count": 3,
-            # An operator's long job: none of the service's request timeouts applies.
-            "options": "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0",
+            # An operator's long job: none of the service's request timeouts applies. Instants
+            # in UTC: see READING_TIME_ZONE.
+            "options": "-c statement_timeout=0 -c idle_in_transaction_session_timeout=0 "
+            f"-c TimeZone={READING_TIME_ZONE}",
         },
     )
     # The protocol goes to a copy of stdout; what anything else prints goes to stderr.

@@ -1,7 +1,9 @@
 """The inline projector: the only writer of the `tasks` read model on the request path.
 
 It writes the whole row from the state that `evolve` folded, in the transaction of the append, so
-the read model never holds anything a replay of the log would not give.
+the read model never holds anything a replay of the log would not give: the columns that queries
+filter and sort on, and the task's served JSON document and ETag (document.py), which reads send
+as they are.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Insert
 
 from tasktrail.database import dialect_insert
+from tasktrail.projections.document import task_document
 from tasktrail.projections.state import TaskState
 from tasktrail.schema import tasks
 
@@ -22,8 +25,10 @@ TASK_COLUMNS: tuple[str, ...] = tuple(column.name for column in tasks.c)
 
 def task_values(state: TaskState) -> tuple[Any, ...]:
     """The `tasks` row for a state, in `TASK_COLUMNS` order, folded columns included
-    (str.casefold, on both engines). The id is text; the lists are lists."""
+    (str.casefold, on both engines), its document and ETag last. The id is text; the lists are
+    lists."""
     description = state.description
+    body, etag = task_document(state)
     return (
         state.id,
         state.user_id,
@@ -42,6 +47,8 @@ def task_values(state: TaskState) -> tuple[Any, ...]:
         state.deleted_at,
         state.version,
         state.last_seq,
+        body,
+        etag,
     )
 
 
@@ -53,6 +60,7 @@ def task_row(state: TaskState) -> dict[str, Any]:
 
 
 def apply(conn: Connection, state: TaskState) -> None:
+    """Write the task's whole row (insert or replace), in the caller's transaction."""
     conn.execute(_upsert(conn.dialect.name), task_row(state))
 
 
@@ -66,3 +74,8 @@ def _upsert(dialect: str) -> Insert:
             column.name: insert.excluded[column.name] for column in tasks.c if column.name != "id"
         },
     )
+
+
+def upsert_statement(dialect: str) -> Insert:
+    """The projector's upsert (parameters: `task_row`), for the async write path to compile."""
+    return _upsert(dialect)

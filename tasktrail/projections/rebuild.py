@@ -30,7 +30,7 @@ from sqlalchemy.exc import DBAPIError
 
 from tasktrail.database import writing
 from tasktrail.projections import shadow
-from tasktrail.projections.fill import fill_in_processes, fill_share
+from tasktrail.projections.fill import READING_TIME_ZONE, fill_in_processes, fill_share
 from tasktrail.projections.inline import task_values
 from tasktrail.projections.replay import replayed_tasks
 from tasktrail.projections.row_digest import row_digest
@@ -174,6 +174,7 @@ def _replay(
     with engine.connect() as reader:
         if _postgres(reader):
             reader.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"))
+            reader.execute(text(f"SET LOCAL TIME ZONE '{READING_TIME_ZONE}'"))  # fill.py says why
             marker: str | int = reader.execute(
                 text("SELECT pg_current_snapshot()::text")
             ).scalar_one()

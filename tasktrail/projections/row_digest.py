@@ -42,9 +42,11 @@ def _strings(value: Sequence[str]) -> str:
     backslash and control characters as JSON does, alike with json.dumps; other text is raw."""
     if not value:
         return "[]"
-    joined = '", "'.join(value)
-    if _ESCAPED.search(joined):
+    # The values alone are searched: the separator's own quotes would send every list of two
+    # or more down the slow path.
+    if _ESCAPED.search("".join(value)):
         return json.dumps(list(value), ensure_ascii=False)
+    joined = '", "'.join(value)
     return f'["{joined}"]'
 
 
@@ -76,6 +78,8 @@ COLUMN_KINDS: tuple[tuple[str, str], ...] = (
     ("deleted_at", "instant"),
     ("version", "integer"),
     ("last_seq", "integer"),
+    ("body", "text"),
+    ("etag", "text"),
 )
 _WRITERS = tuple(_KINDS[kind][0] for _, kind in COLUMN_KINDS)
 
@@ -89,7 +93,7 @@ def row_digest(values: Sequence[Any]) -> int:
     (
         task_id, user_id, title, title_folded, description, description_folded, completed,
         due_at, priority, tags, tags_folded, created_at, updated_at, completed_at, deleted_at,
-        version, last_seq,
+        version, last_seq, body, etag,
     ) = values  # fmt: skip
     task_id = str(task_id)
     text = (
@@ -98,7 +102,8 @@ def row_digest(values: Sequence[Any]) -> int:
         f"{_maybe(_text, description_folded)}{'1' if completed else '0'}|"
         f"{_maybe(_instant, due_at)}{priority}|{_strings(tags)}|{_strings(tags_folded)}|"
         f"{_instant(created_at)}|{_instant(updated_at)}|{_maybe(_instant, completed_at)}"
-        f"{_maybe(_instant, deleted_at)}{version}|{last_seq}|"
+        f"{_maybe(_instant, deleted_at)}{version}|{last_seq}|{len(body)}:{body}|"
+        f"{len(etag)}:{etag}|"
     )
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8]) >> 4
 

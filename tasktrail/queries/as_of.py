@@ -2,7 +2,8 @@
 
 An event belongs to the past of `instant` when its `occurred_at` is at or before it. The list
 rules (filters, order, keyset paging) are the same as on the read model, applied in Python
-(queries/list_query.py) to the folded states.
+(queries/list_query.py) to the folded states. The answer is what the API sends, as for the read
+model: each folded state as the projector's own document (projections/document.py).
 """
 
 from __future__ import annotations
@@ -15,21 +16,25 @@ from sqlalchemy import Connection, select
 
 from tasktrail.events.store import event_columns, event_from_row
 from tasktrail.events.types import Event
+from tasktrail.projections.document import TaskDocument, task_document
 from tasktrail.projections.evolve import fold
 from tasktrail.projections.state import TaskState
 from tasktrail.queries.list_query import (
     ListTasks,
-    TaskPage,
     compare_positions,
     matches,
     position_of,
     walk_order,
 )
+from tasktrail.queries.tasks import DocumentPage
 from tasktrail.schema import events
 
 
-def task_as_of(conn: Connection, user_id: str, task_id: str, instant: datetime) -> TaskState | None:
-    """The task at `instant`; None if it did not exist yet, or was deleted then."""
+def task_as_of(
+    conn: Connection, user_id: str, task_id: str, instant: datetime
+) -> TaskDocument | None:
+    """The task at `instant`, as the API sends it; None if it did not exist yet, or was deleted
+    then."""
     rows = conn.execute(
         select(*event_columns())
         .where(
@@ -40,10 +45,10 @@ def task_as_of(conn: Connection, user_id: str, task_id: str, instant: datetime) 
         .order_by(events.c.version)
     )
     state = fold(event_from_row(row._mapping) for row in rows)
-    return None if state is None or state.deleted else state
+    return None if state is None or state.deleted else task_document(state)
 
 
-def list_as_of(conn: Connection, query: ListTasks, instant: datetime) -> TaskPage:
+def list_as_of(conn: Connection, query: ListTasks, instant: datetime) -> DocumentPage:
     """A page of the list as it was at `instant`."""
     rows = conn.execute(
         select(*event_columns())
@@ -64,8 +69,8 @@ def list_as_of(conn: Connection, query: ListTasks, instant: datetime) -> TaskPag
     matching_after.sort(key=lambda state: walk_order(position_of(state, query.sort), query.sort))
     page = matching_after[: query.limit]
     more = len(matching_after) > query.limit
-    return TaskPage(
-        tasks=page,
+    return DocumentPage(
+        bodies=[task_document(state).body for state in page],
         total=len(matching),
         next_position=position_of(page[-1], query.sort) if more else None,
         snapshot_seq=0,  # the past does not move: no snapshot to keep

@@ -100,14 +100,6 @@ def _text(value: Any) -> str:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class TaskPage:
-    tasks: list[TaskState]
-    total: int
-    next_position: KeysetPosition | None
-    snapshot_seq: int
-
-
 def matches(state: TaskState, query: ListTasks) -> bool:
     """Whether a task belongs in the list: the filters of the contract, case folded in Python."""
     if query.status is StatusFilter.DELETED:

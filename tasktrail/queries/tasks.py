@@ -6,22 +6,27 @@ deleted between pages never shifts the others.
 
 A task edited between pages keeps its place in the walk. The first page notes the user's seq
 (the walk's snapshot); a task whose `last_seq` is higher changed since, so its place is its sort
-key as of the snapshot, folded from the log, while its body is the current one. So a task that
-exists and matches throughout is seen exactly once, whatever is renamed, rescheduled or
+key as of the snapshot, folded from the log, while its document is the current one. So a task
+that exists and matches throughout is seen exactly once, whatever is renamed, rescheduled or
 reprioritised meanwhile. Case folding (`title`, `q`, `tag`) uses the
 `*_folded` columns that the projector fills with Python's `str.casefold()`, so both engines
 compare exactly the same text.
+
+What is sent is what the projector stored: each task's JSON document (`tasks.body`) and ETag.
+A read selects the columns that place a task and the document, and builds nothing per task.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Connection,
-    Row,
+    Dialect,
     and_,
     exists,
     func,
@@ -29,12 +34,15 @@ from sqlalchemy import (
     or_,
     select,
     tuple_,
+    type_coerce,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import KeyedColumnElement
+from sqlalchemy.types import NullType
 
 from tasktrail.events.store import event_columns, event_from_row
 from tasktrail.events.types import Event
+from tasktrail.projections.document import TaskDocument
 from tasktrail.projections.evolve import fold
 from tasktrail.projections.state import TaskState
 from tasktrail.queries.list_query import (
@@ -43,7 +51,6 @@ from tasktrail.queries.list_query import (
     Sort,
     SortField,
     StatusFilter,
-    TaskPage,
     compare_positions,
     sort_value,
     walk_order,
@@ -59,19 +66,31 @@ _SORT_COLUMNS: dict[SortField, KeyedColumnElement[Any]] = {
 }
 
 
-def get_task(conn: Connection, user_id: str, task_id: str) -> TaskState | None:
-    """One live task of this user; None when it is missing, deleted, or someone else's."""
+def get_task(conn: Connection, user_id: str, task_id: str) -> TaskDocument | None:
+    """One live task of this user, as the API sends it (its stored document and ETag); None
+    when it is missing, deleted, or someone else's."""
     row = conn.execute(
-        select(tasks).where(
+        select(tasks.c.body, tasks.c.etag).where(
             tasks.c.id == uuid.UUID(task_id),
             tasks.c.user_id == user_id,
             tasks.c.deleted_at.is_(None),
         )
     ).one_or_none()
-    return None if row is None else state_from_row(row)
+    return None if row is None else TaskDocument(row.body, row.etag)
 
 
-def list_tasks(conn: Connection, query: ListTasks) -> TaskPage:
+@dataclass(frozen=True, slots=True)
+class DocumentPage:
+    """A page of the list: each task's JSON document, in the walk's order, and where it ends."""
+
+    bodies: list[str]
+    total: int
+    next_position: KeysetPosition | None
+    snapshot_seq: int
+
+
+def list_tasks(conn: Connection, query: ListTasks) -> DocumentPage:
+    """A page of the user's tasks: stored documents, placed in the walk by their sort key."""
     snapshot = query.snapshot_seq
     if snapshot is None:
         snapshot = _current_seq(conn, query.user_id)  # read before the rows: see the docstring
@@ -81,32 +100,69 @@ def list_tasks(conn: Connection, query: ListTasks) -> TaskPage:
     if query.sort.field is SortField.DUE:
         key = key.nulls_last()  # tasks without a due date come last in both directions
     order = (key, tasks.c.id.desc() if query.sort.descending else tasks.c.id.asc())
-    # Tasks unchanged since the snapshot: their current key is their key in the walk.
-    unchanged = select(tasks).where(*filters, tasks.c.last_seq <= snapshot)
+    # Tasks unchanged since the snapshot: their current key is their key in the walk. What
+    # places a task (its key and id) and what is sent (its document) is all that is read.
+    unchanged = select(_as_read(column), _as_read(tasks.c.id), tasks.c.body).where(
+        *filters, tasks.c.last_seq <= snapshot
+    )
     if query.after is not None:
         unchanged = unchanged.where(_after(column, query.sort, query.after))
     # One row more than asked tells whether another page follows.
     rows = conn.execute(unchanged.order_by(*order).limit(query.limit + 1)).all()
-    walk: list[tuple[KeysetPosition, TaskState]] = [
-        (KeysetPosition(getattr(row, column.key), str(row.id)), state_from_row(row)) for row in rows
-    ]
-    changed = _changed_since(conn, query, filters, snapshot)
-    if changed:
-        # At READ COMMITTED a task may commit a change between the two reads and come back from
-        # both; the changed copy is placed by its key as of the snapshot, so it takes the place.
-        seen_changed = {state.id for _, state in changed}
-        walk = [entry for entry in walk if entry[1].id not in seen_changed]
-        walk.extend(changed)
-    walk.sort(key=lambda entry: walk_order(entry[0], query.sort))
-    del walk[query.limit + 1 :]
+    place = _placer(conn.dialect, column)
+    changed = _changed_since(conn, query, filters, column, snapshot)
     total = conn.execute(select(func.count()).select_from(tasks).where(*filters)).scalar_one()
-    next_position = walk[query.limit - 1][0] if len(walk) > query.limit else None
-    return TaskPage(
-        tasks=[state for _, state in walk[: query.limit]],
-        total=total,
-        next_position=next_position,
-        snapshot_seq=snapshot,
-    )
+    if changed:
+        walk = _merged([(place(row), row[2]) for row in rows], changed, query)
+        bodies = [body for _, body in walk[: query.limit]]
+        ends_page = walk[query.limit - 1][0] if len(walk) > query.limit else None
+    else:  # the usual page: SQL's order is the walk's, only the last row's place is needed
+        bodies = [row[2] for row in rows[: query.limit]]
+        ends_page = place(rows[query.limit - 1]) if len(rows) > query.limit else None
+    return DocumentPage(bodies, total, next_position=ends_page, snapshot_seq=snapshot)
+
+
+# A task in the walk: where it stands, and its document.
+_Placed = tuple[KeysetPosition, str]
+
+
+def _as_read(column: KeyedColumnElement[Any]) -> ColumnElement[Any]:
+    """The column as the driver hands it over, without its type's result processing: converting
+    the key and id of every row of a page was most of its Python time, and the walk needs the
+    place of one row (the last), or of every row only when changed tasks are merged in."""
+    return type_coerce(column, NullType())
+
+
+def _placer(
+    dialect: Dialect, column: KeyedColumnElement[Any]
+) -> Callable[[Sequence[Any]], KeysetPosition]:
+    """A row's place in the walk from its key and id as `_as_read` read them, converted by the
+    columns' own types (aware UTC datetimes, UUIDs; on SQLite, from their text)."""
+    key = _processor(dialect, column)
+    task_id = _processor(dialect, tasks.c.id)
+    return lambda row: KeysetPosition(key(row[0]), str(task_id(row[1])))
+
+
+def _processor(dialect: Dialect, column: KeyedColumnElement[Any]) -> Callable[[Any], Any]:
+    processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
+    return processor if processor is not None else _unchanged
+
+
+def _unchanged(value: Any) -> Any:
+    return value
+
+
+def _merged(unchanged: list[_Placed], changed: list[_Placed], query: ListTasks) -> list[_Placed]:
+    """The walk with the changed tasks in it, in the sort's order.
+
+    At READ COMMITTED a task may commit a change between the two reads and come back from both;
+    the changed copy is placed by its key as of the snapshot, so it takes the place.
+    """
+    seen_changed = {position.task_id for position, _ in changed}
+    walk = [entry for entry in unchanged if entry[0].task_id not in seen_changed]
+    walk.extend(changed)
+    walk.sort(key=lambda entry: walk_order(entry[0], query.sort))
+    return walk
 
 
 def _current_seq(conn: Connection, user_id: str) -> int:
@@ -117,23 +173,30 @@ def _current_seq(conn: Connection, user_id: str) -> int:
 
 
 def _changed_since(
-    conn: Connection, query: ListTasks, filters: list[ColumnElement[bool]], snapshot: int
-) -> list[tuple[KeysetPosition, TaskState]]:
+    conn: Connection,
+    query: ListTasks,
+    filters: list[ColumnElement[bool]],
+    column: KeyedColumnElement[Any],
+    snapshot: int,
+) -> list[_Placed]:
     """Matching tasks changed after the snapshot, placed by their key as of the snapshot.
 
     Usually none or a few: only what the user changed while walking.
     """
-    rows = conn.execute(select(tasks).where(*filters, tasks.c.last_seq > snapshot)).all()
+    rows = conn.execute(
+        select(column, tasks.c.id, tasks.c.body).where(*filters, tasks.c.last_seq > snapshot)
+    ).all()
     if not rows:
         return []
     then = _states_at(conn, query.user_id, [row.id for row in rows], snapshot)
-    placed = []
-    for row in rows:
-        now = state_from_row(row)
+    placed: list[_Placed] = []
+    for current_value, task_id, body in rows:
+        past = then.get(str(task_id))
         # A task made after the snapshot has no past: it takes its place by its current key.
-        position = KeysetPosition(sort_value(then.get(now.id) or now, query.sort.field), now.id)
+        value = current_value if past is None else sort_value(past, query.sort.field)
+        position = KeysetPosition(value, str(task_id))
         if query.after is None or compare_positions(position, query.after, query.sort) > 0:
-            placed.append((position, now))
+            placed.append((position, body))
     return placed
 
 
@@ -203,22 +266,3 @@ def _has_tag(conn: Connection, folded_tag: str) -> ColumnElement[bool]:
         return tasks.c.tags_folded.op("@>")(literal([folded_tag], JSONB))
     elements = func.json_each(tasks.c.tags_folded).table_valued("value")
     return exists(select(1).select_from(elements).where(elements.c.value == folded_tag))
-
-
-def state_from_row(row: Row[Any]) -> TaskState:
-    return TaskState(
-        id=str(row.id),
-        user_id=row.user_id,
-        title=row.title,
-        description=row.description,
-        completed=row.completed,
-        due_at=row.due_at,
-        priority=row.priority,
-        tags=tuple(row.tags),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        completed_at=row.completed_at,
-        deleted_at=row.deleted_at,
-        version=row.version,
-        last_seq=row.last_seq,
-    )

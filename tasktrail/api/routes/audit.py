@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated
 
+import anyio.to_thread
 import orjson
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy import Engine
@@ -17,10 +18,11 @@ from tasktrail.api.representation import event_body, events_response, json_respo
 from tasktrail.api.routes.query import only_parameters_of, query_problem, query_timestamp
 from tasktrail.api.schemas import EventOut, VerifyOut
 from tasktrail.database import read_connection, snapshot_connection
-from tasktrail.events.chain import RecordedHead
+from tasktrail.events.chain import ChainReport, RecordedHead
 from tasktrail.events.types import Event, EventType
 from tasktrail.queries.audit import (
     AuditFilter,
+    AuditPage,
     UnknownPosition,
     audit_export,
     audit_page,
@@ -40,7 +42,7 @@ router = APIRouter(tags=["audit"])
     "with that hash: a chain rewritten consistently from end to end is caught there.",
     responses=problems(401, 403, 422, 503),
 )
-def verify_chain_of_user(
+async def verify_chain_of_user(
     engine: EngineDep,
     _: Auditor,
     __: Annotated[None, Depends(only_parameters_of("expected_head"))],
@@ -55,8 +57,7 @@ def verify_chain_of_user(
             expected = RecordedHead.parse(expected_head)
         except ValueError as error:
             raise query_problem("expected_head", str(error)) from None
-    with snapshot_connection(engine) as conn:  # the chain and its recorded head, together
-        report = verify_user(conn, user_id, expected)
+    report = await anyio.to_thread.run_sync(_verify, engine, user_id, expected)
     return json_response(
         {
             "user_id": user_id,
@@ -67,6 +68,11 @@ def verify_chain_of_user(
             "reason": report.reason,
         }
     )
+
+
+def _verify(engine: Engine, user_id: str, expected: RecordedHead | None) -> ChainReport:
+    with snapshot_connection(engine) as conn:  # the chain and its recorded head, together
+        return verify_user(conn, user_id, expected)
 
 
 NDJSON = "application/x-ndjson"
@@ -88,7 +94,7 @@ _SEARCH_PARAMETERS = ("user_id", "task_id", "type", "since", "until", "after", "
         200: {"content": {"application/json": {}, NDJSON: {"schema": {"type": "string"}}}},
     },
 )
-def search_events(
+async def search_events(
     request: Request,
     engine: EngineDep,
     _: Auditor,
@@ -121,10 +127,9 @@ def search_events(
     if after == 0:
         after = None  # before the first event: from the start, as the user feed reads it
     if accept is not None and NDJSON in accept:
-        return _export(engine, search, after)
+        return await anyio.to_thread.run_sync(_export, engine, search, after)
     try:
-        with read_connection(engine) as conn:
-            page = audit_page(conn, search, after=after, limit=limit)
+        page = await anyio.to_thread.run_sync(_page, engine, search, after, limit)
     except UnknownPosition as error:
         raise query_problem("after", str(error)) from None
     headers = {}
@@ -134,7 +139,14 @@ def search_events(
     return events_response(page.events, headers)
 
 
+def _page(engine: Engine, search: AuditFilter, after: int | None, limit: int) -> AuditPage:
+    with read_connection(engine) as conn:
+        return audit_page(conn, search, after=after, limit=limit)
+
+
 def _export(engine: Engine, search: AuditFilter, after: int | None) -> Response:
+    """The first event is read here, in a worker thread, so that a bad `after` is a problem;
+    the rest is read as the response streams (Starlette iterates it in worker threads)."""
     events = audit_export(engine, search, after=after)
     try:
         first = next(events, None)  # fail here, as a problem, if after names no event

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy import Engine
 from starlette.responses import Response
 
 from tasktrail.api.deps import CurrentUser, EngineDep, TaskId
@@ -14,7 +16,8 @@ from tasktrail.api.representation import events_response
 from tasktrail.api.routes.query import only_parameters
 from tasktrail.api.schemas import EventOut
 from tasktrail.database import read_connection
-from tasktrail.queries.feed import user_feed
+from tasktrail.events.types import Event
+from tasktrail.queries.feed import FeedPage, user_feed
 from tasktrail.queries.history import task_history
 
 router = APIRouter(tags=["events"])
@@ -27,12 +30,16 @@ router = APIRouter(tags=["events"])
     responses=problems(401, 403, 404, 422, 503),
     dependencies=[Depends(only_parameters())],
 )
-def read_task_history(engine: EngineDep, user: CurrentUser, task_id: TaskId) -> Response:
-    with read_connection(engine) as conn:
-        history = task_history(conn, user.user_id, task_id)
+async def read_task_history(engine: EngineDep, user: CurrentUser, task_id: TaskId) -> Response:
+    history = await anyio.to_thread.run_sync(_history, engine, user.user_id, task_id)
     if not history:
         raise task_not_found(task_id)
     return events_response(history)
+
+
+def _history(engine: Engine, user_id: str, task_id: str) -> list[Event]:
+    with read_connection(engine) as conn:
+        return task_history(conn, user_id, task_id)
 
 
 @router.get(
@@ -43,7 +50,7 @@ def read_task_history(engine: EngineDep, user: CurrentUser, task_id: TaskId) -> 
     '`after` (the last `seq` seen) or follow the `Link: rel="next"` header.',
     responses=problems(401, 403, 422, 503),
 )
-def read_user_feed(
+async def read_user_feed(
     request: Request,
     engine: EngineDep,
     user: CurrentUser,
@@ -53,10 +60,14 @@ def read_user_feed(
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
 ) -> Response:
-    with read_connection(engine) as conn:
-        page = user_feed(conn, user.user_id, after=after, limit=limit)
+    page = await anyio.to_thread.run_sync(_feed, engine, user.user_id, after, limit)
     headers = {}
     if page.has_more:
         next_url = request.url.include_query_params(after=page.events[-1].seq, limit=limit)
         headers["Link"] = f'<{next_url}>; rel="next"'
     return events_response(page.events, headers)
+
+
+def _feed(engine: Engine, user_id: str, after: int, limit: int) -> FeedPage:
+    with read_connection(engine) as conn:
+        return user_feed(conn, user_id, after=after, limit=limit)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import anyio.to_thread
 import structlog
-from fastapi import APIRouter
-from sqlalchemy import exc
+from fastapi import APIRouter, Request
+from sqlalchemy import Engine, exc
 from starlette.responses import Response
 
 from tasktrail.api.deps import EngineDep
@@ -13,6 +14,7 @@ from tasktrail.api.problems import RETRY_AFTER_SECONDS, Problem
 from tasktrail.api.representation import json_response
 from tasktrail.database import DatabaseUnavailable, read_connection
 from tasktrail.migrations.runner import current_revision, head_revision
+from tasktrail.pg_pool import AsyncPool
 from tasktrail.queries.audit import feed_horizon_held_seconds
 
 router = APIRouter(tags=["operations"])
@@ -34,12 +36,13 @@ async def healthz() -> Response:
     "30 s it is logged as a warning.",
     responses=problems(503),
 )
-def readyz(engine: EngineDep) -> Response:
+async def readyz(request: Request, engine: EngineDep) -> Response:
     expected = head_revision()
+    pool: AsyncPool | None = request.app.state.pool
     try:
-        with read_connection(engine) as conn:
-            found = current_revision(conn)
-            held = feed_horizon_held_seconds(conn) if found == expected else None
+        found, held = await anyio.to_thread.run_sync(_schema_and_horizon, engine, expected)
+        if pool is not None:  # PostgreSQL's hot path has its own pool: it must answer too
+            await pool.ping()
     except (DatabaseUnavailable, exc.DBAPIError) as error:
         raise _not_ready(f"the database does not answer ({error.__class__.__name__})") from None
     if found != expected:
@@ -55,6 +58,12 @@ def readyz(engine: EngineDep) -> Response:
                 held_seconds=round(held, 1),
             )
     return json_response(body)
+
+
+def _schema_and_horizon(engine: Engine, expected: str | None) -> tuple[str | None, float | None]:
+    with read_connection(engine) as conn:
+        found = current_revision(conn)
+        return found, feed_horizon_held_seconds(conn) if found == expected else None
 
 
 def _not_ready(reason: str) -> Problem:

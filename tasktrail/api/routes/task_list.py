@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy import Engine
 from starlette.responses import Response
 
 from tasktrail.api.deps import CurrentUser, EngineDep
 from tasktrail.api.openapi import problems
-from tasktrail.api.representation import json_response, task_body
+from tasktrail.api.representation import task_list_response
 from tasktrail.api.routes.query import (
     AS_OF_DESCRIPTION,
     only_parameters,
@@ -22,7 +25,7 @@ from tasktrail.database import read_connection
 from tasktrail.queries.as_of import list_as_of
 from tasktrail.queries.cursor import Cursor, decode_cursor, encode_cursor, fingerprint
 from tasktrail.queries.list_query import KeysetPosition, ListTasks, Sort, SortField, StatusFilter
-from tasktrail.queries.tasks import list_tasks
+from tasktrail.queries.tasks import DocumentPage, list_tasks
 
 router = APIRouter(tags=["tasks"])
 
@@ -54,7 +57,7 @@ _SORTS = ", ".join(f"{sign}{name}" for name in SortField for sign in ("", "-"))
     "one created meanwhile appears if it sorts after the cursor.",
     responses=problems(401, 403, 422, 503),
 )
-def list_user_tasks(
+async def list_user_tasks(
     request: Request,
     engine: EngineDep,
     user: CurrentUser,
@@ -107,13 +110,17 @@ def list_user_tasks(
         **_continuing(cursor, bound_to, parsed_sort),
     )
     instant = query_timestamp("as_of", as_of)
-    with read_connection(engine) as conn:
-        page = list_tasks(conn, query) if instant is None else list_as_of(conn, query, instant)
+    page = await anyio.to_thread.run_sync(_page, engine, query, instant)
     headers = {"X-Total-Count": str(page.total)}
     if page.next_position is not None:
         token = encode_cursor(Cursor(page.next_position.to_json(), page.snapshot_seq), bound_to)
         headers["Link"] = f'<{request.url.include_query_params(cursor=token)}>; rel="next"'
-    return json_response([task_body(task) for task in page.tasks], 200, headers)
+    return task_list_response(page.bodies, headers)
+
+
+def _page(engine: Engine, query: ListTasks, instant: datetime | None) -> DocumentPage:
+    with read_connection(engine) as conn:
+        return list_tasks(conn, query) if instant is None else list_as_of(conn, query, instant)
 
 
 def _continuing(cursor: str | None, bound_to: str, sort: Sort) -> dict[str, Any]:

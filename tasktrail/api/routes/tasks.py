@@ -5,12 +5,13 @@ No rules live here: `decide` holds them, and domain errors become problems in ap
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from datetime import datetime
 from typing import Annotated, Any
 
+import anyio.to_thread
 import uuid_utils
 from fastapi import APIRouter, Depends, Header, Query, Request
-from sqlalchemy import Connection
+from sqlalchemy import Engine
 from starlette.responses import Response
 
 from tasktrail.api.deps import (
@@ -25,10 +26,10 @@ from tasktrail.api.deps import (
     require_json_content_type,
     validate_json,
 )
-from tasktrail.api.idempotency import IdempotencyKeyDep, Written, run_write
+from tasktrail.api.idempotency import IdempotencyKeyDep
 from tasktrail.api.openapi import json_request_body, problems
 from tasktrail.api.problems import Problem, task_not_found
-from tasktrail.api.representation import etag, json_response, task_body
+from tasktrail.api.representation import task_response
 from tasktrail.api.routes.query import AS_OF_DESCRIPTION, only_parameters, query_timestamp
 from tasktrail.api.schemas import (
     CompletionSet,
@@ -37,7 +38,8 @@ from tasktrail.api.schemas import (
     TaskPatch,
     TaskReplace,
 )
-from tasktrail.commands import handlers
+from tasktrail.api.unit_of_work import Respond, run_write
+from tasktrail.commands.handlers import Outcome
 from tasktrail.commands.types import (
     CompleteTask,
     CreateTask,
@@ -47,8 +49,11 @@ from tasktrail.commands.types import (
     UpdateTask,
 )
 from tasktrail.database import read_connection
+from tasktrail.pg_pool import AsyncPool
+from tasktrail.projections.document import TaskDocument, task_document
 from tasktrail.projections.state import TaskState
 from tasktrail.queries.as_of import task_as_of
+from tasktrail.queries.hot_reads import get_task_document
 from tasktrail.queries.tasks import get_task
 
 router = APIRouter(tags=["tasks"])
@@ -62,10 +67,6 @@ def task_location(task: TaskState) -> str:
     return f"/api/{task.user_id}/tasks/{task.id}"
 
 
-def task_response(task: TaskState, status_code: int = 200, **headers: str) -> Response:
-    return json_response(task_body(task), status_code, {"ETag": etag(task), **headers})
-
-
 @router.post(
     TASKS,
     status_code=201,
@@ -75,9 +76,8 @@ def task_response(task: TaskState, status_code: int = 200, **headers: str) -> Re
     openapi_extra=json_request_body(TaskCreate),
     dependencies=[Depends(only_parameters())],
 )
-def create_task(
+async def create_task(
     request: Request,
-    engine: EngineDep,
     context: ContextDep,
     key: IdempotencyKeyDep,
     body: Annotated[TaskCreate, Depends(json_body(TaskCreate))],
@@ -89,12 +89,11 @@ def create_task(
         completed=body.completed,
     )
 
-    def write(conn: Connection) -> Written:
-        outcome = handlers.create_task(conn, command)
+    def respond(outcome: Outcome) -> Response:
         task = _task_of(outcome.state, command.task_id)
-        return Written(task_response(task, 201, Location=task_location(task)), len(outcome.events))
+        return task_response(task_document(task), 201, {"Location": task_location(task)})
 
-    return run_write(request, engine, context.user_id, key, write)
+    return await run_write(request, command, key, respond)
 
 
 @router.get(
@@ -104,7 +103,8 @@ def create_task(
     responses=problems(304, 401, 403, 404, 422, 503),
     dependencies=[Depends(only_parameters("as_of"))],
 )
-def read_task(
+async def read_task(
+    request: Request,
     engine: EngineDep,
     user: CurrentUser,
     task_id: TaskId,
@@ -115,24 +115,46 @@ def read_task(
     ] = None,
 ) -> Response:
     instant = query_timestamp("as_of", as_of)
-    with read_connection(engine) as conn:
-        if instant is None:
-            task = get_task(conn, user.user_id, task_id)
-        else:
-            task = task_as_of(conn, user.user_id, task_id, instant)
-    if task is None:
+    if instant is None:
+        document = await _stored_document(request, user.user_id, task_id)
+    else:
+        document = await anyio.to_thread.run_sync(
+            _document_as_of, engine, user.user_id, task_id, instant
+        )
+    if document is None:
         raise task_not_found(task_id)
-    if _not_modified(if_none_match, task):
-        return Response(status_code=304, headers={"ETag": etag(task)})
-    return task_response(task)
+    if _not_modified(if_none_match, document):
+        return Response(status_code=304, headers={"ETag": document.etag})
+    return task_response(document)
 
 
-def _not_modified(header: str | None, task: TaskState) -> bool:
-    """If-None-Match uses the weak comparison (RFC 9110 §13.1.2)."""
+async def _stored_document(request: Request, user_id: str, task_id: str) -> TaskDocument | None:
+    """The task as stored: on PostgreSQL one round trip on the event loop, else in a thread."""
+    pool: AsyncPool | None = request.app.state.pool
+    if pool is not None:
+        async with pool.connection() as conn:
+            return await get_task_document(conn, user_id, task_id)
+    return await anyio.to_thread.run_sync(_document, request.app.state.engine, user_id, task_id)
+
+
+def _document(engine: Engine, user_id: str, task_id: str) -> TaskDocument | None:
+    with read_connection(engine) as conn:
+        return get_task(conn, user_id, task_id)
+
+
+def _document_as_of(
+    engine: Engine, user_id: str, task_id: str, instant: datetime
+) -> TaskDocument | None:
+    with read_connection(engine) as conn:
+        return task_as_of(conn, user_id, task_id, instant)
+
+
+def _not_modified(header: str | None, document: TaskDocument) -> bool:
+    """If-None-Match uses the weak comparison (RFC 9110 §13.1.2): the opaque tag, W/ aside."""
     if header is None:
         return False
     tags = parse_entity_tags(header)
-    return tags is None or any(value == str(task.version) for _, value in tags)
+    return tags is None or any(f'"{value}"' == document.etag for _, value in tags)
 
 
 @router.put(
@@ -143,9 +165,8 @@ def _not_modified(header: str | None, task: TaskState) -> bool:
     openapi_extra=json_request_body(TaskReplace),
     dependencies=[Depends(only_parameters())],
 )
-def replace_task(
+async def replace_task(
     request: Request,
-    engine: EngineDep,
     context: ContextDep,
     key: IdempotencyKeyDep,
     task_id: TaskId,
@@ -159,7 +180,7 @@ def replace_task(
         completed=body.completed,
         expected_versions=if_match,
     )
-    return run_write(request, engine, context.user_id, key, _updating(command))
+    return await run_write(request, command, key, _answering(task_id))
 
 
 @router.patch(
@@ -170,9 +191,8 @@ def replace_task(
     openapi_extra=json_request_body(TaskPatch, merge_patch=True),
     dependencies=[Depends(only_parameters())],
 )
-def patch_task(
+async def patch_task(
     request: Request,
-    engine: EngineDep,
     context: ContextDep,
     key: IdempotencyKeyDep,
     task_id: TaskId,
@@ -186,7 +206,7 @@ def patch_task(
         completed=body.completed,
         expected_versions=if_match,
     )
-    return run_write(request, engine, context.user_id, key, _updating(command))
+    return await run_write(request, command, key, _answering(task_id))
 
 
 _CLEARED: dict[str, Any] = {"description": None, "due_at": None, "tags": (), "priority": 0}
@@ -235,9 +255,8 @@ async def completion_wanted(request: Request) -> bool | None:
     openapi_extra=json_request_body(CompletionSet, required=False),
     dependencies=[Depends(only_parameters())],
 )
-def complete_task(
+async def complete_task(
     request: Request,
-    engine: EngineDep,
     context: ContextDep,
     key: IdempotencyKeyDep,
     task_id: TaskId,
@@ -248,10 +267,7 @@ def complete_task(
         context=context, task_id=task_id, completed=completed, expected_versions=if_match
     )
 
-    def write(conn: Connection) -> Written:
-        return _answer(handlers.complete_task(conn, command), task_id)
-
-    return run_write(request, engine, context.user_id, key, write)
+    return await run_write(request, command, key, _answering(task_id))
 
 
 @router.delete(
@@ -261,9 +277,8 @@ def complete_task(
     responses=problems(401, 403, 404, 409, 412, 422, 503),
     dependencies=[Depends(only_parameters())],
 )
-def delete_task(
+async def delete_task(
     request: Request,
-    engine: EngineDep,
     context: ContextDep,
     key: IdempotencyKeyDep,
     task_id: TaskId,
@@ -271,11 +286,7 @@ def delete_task(
 ) -> Response:
     command = DeleteTask(context=context, task_id=task_id, expected_versions=if_match)
 
-    def write(conn: Connection) -> Written:
-        outcome = handlers.delete_task(conn, command)
-        return Written(Response(status_code=204), len(outcome.events))
-
-    return run_write(request, engine, context.user_id, key, write)
+    return await run_write(request, command, key, lambda _: Response(status_code=204))
 
 
 @router.post(
@@ -285,30 +296,25 @@ def delete_task(
     responses=problems(401, 403, 404, 409, 422, 503),
     dependencies=[Depends(only_parameters())],
 )
-def restore_task(
+async def restore_task(
     request: Request,
-    engine: EngineDep,
     context: ContextDep,
     key: IdempotencyKeyDep,
     task_id: TaskId,
 ) -> Response:
     command = RestoreTask(context=context, task_id=task_id)
 
-    def write(conn: Connection) -> Written:
-        return _answer(handlers.restore_task(conn, command), task_id)
-
-    return run_write(request, engine, context.user_id, key, write)
+    return await run_write(request, command, key, _answering(task_id))
 
 
-def _updating(command: UpdateTask) -> Callable[[Connection], Written]:
-    def write(conn: Connection) -> Written:
-        return _answer(handlers.update_task(conn, command), command.task_id)
+def _answering(task_id: str) -> Respond:
+    """The task the write left, as the projector stored it (its document, made once more from
+    the same state: the handlers hand back the state, not the row)."""
 
-    return write
+    def respond(outcome: Outcome) -> Response:
+        return task_response(task_document(_task_of(outcome.state, task_id)))
 
-
-def _answer(outcome: handlers.Outcome, task_id: str) -> Written:
-    return Written(task_response(_task_of(outcome.state, task_id)), len(outcome.events))
+    return respond
 
 
 def _fields_of(body: TaskCreate | TaskReplace) -> TaskFields:

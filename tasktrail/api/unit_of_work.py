@@ -1,0 +1,94 @@
+"""The unit of work of a write: one transaction holds the command's events, the task's row and
+the idempotency record, so they commit together or not at all.
+
+On PostgreSQL it runs on the event loop through the async pool, in a pipeline: the claim of the
+key, the user's stream lock and the task's row go in the first round trip, the events, the row
+and the record go with the COMMIT (commands/on_postgres.py). On SQLite the same steps run on the
+sync engine in a worker thread (`BEGIN IMMEDIATE`: SQLite serialises writers anyway). The answer
+is built inside the transaction, from the state the write left, and sent only once the COMMIT
+has returned: an acknowledged write is durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import anyio.to_thread
+from fastapi import Request
+from sqlalchemy import Engine
+from starlette.responses import Response
+
+from tasktrail.api.idempotency import (
+    IdempotencyKey,
+    claim,
+    claim_on_postgres,
+    fingerprint,
+    record,
+    record_on_postgres,
+    replay,
+    replay_on_postgres,
+)
+from tasktrail.api.metrics import Metrics
+from tasktrail.commands import handlers
+from tasktrail.commands.handlers import Outcome
+from tasktrail.commands.on_postgres import handle_on_postgres
+from tasktrail.commands.types import Command
+from tasktrail.database import write_transaction
+from tasktrail.pg_pool import AsyncPool
+
+# What the route answers for the state the write left (the task, or 204).
+Respond = Callable[[Outcome], Response]
+
+
+async def run_write(
+    request: Request, command: Command, key: IdempotencyKey | None, respond: Respond
+) -> Response:
+    """Run the command in one transaction; with a key, replay or record its answer in it too."""
+    state = request.app.state
+    pool: AsyncPool | None = state.pool
+    keyed = None if key is None else Keyed(key.value, fingerprint(request))
+    if pool is not None:
+        response, appended = await _on_postgres(pool, command, keyed, respond)
+    else:
+        response, appended = await anyio.to_thread.run_sync(
+            _in_thread, state.engine, command, keyed, respond
+        )
+    metrics: Metrics = state.metrics
+    metrics.events_appended.inc(appended)  # counted once committed
+    return response
+
+
+class Keyed(NamedTuple):
+    """A write with an Idempotency-Key: the key and the request it first came with."""
+
+    key: str
+    fingerprint: str
+
+
+async def _on_postgres(
+    pool: AsyncPool, command: Command, keyed: Keyed | None, respond: Respond
+) -> tuple[Response, int]:
+    user_id = command.context.user_id
+    async with pool.connection() as conn, conn.pipeline(), conn.transaction():
+        if keyed is not None and not await claim_on_postgres(conn, user_id, *keyed):
+            return await replay_on_postgres(conn, user_id, *keyed), 0
+        outcome = await handle_on_postgres(conn, command)
+        response = respond(outcome)
+        if keyed is not None:
+            await record_on_postgres(conn, user_id, keyed.key, response)
+    return response, len(outcome.events)
+
+
+def _in_thread(
+    engine: Engine, command: Command, keyed: Keyed | None, respond: Respond
+) -> tuple[Response, int]:
+    user_id = command.context.user_id
+    with write_transaction(engine) as conn:
+        if keyed is not None and not claim(conn, user_id, *keyed):
+            return replay(conn, user_id, *keyed), 0
+        outcome = handlers.handle(conn, command)
+        response = respond(outcome)
+        if keyed is not None:
+            record(conn, user_id, keyed.key, response)
+    return response, len(outcome.events)
