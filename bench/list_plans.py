@@ -37,7 +37,7 @@ ADMIN_URL = os.environ.get(
 FILL = """
 INSERT INTO tasks (id, user_id, title, title_folded, description, description_folded, completed,
                    due_at, priority, tags, tags_folded, created_at, updated_at, completed_at,
-                   deleted_at, version)
+                   deleted_at, version, last_seq, body, etag)
 SELECT gen_random_uuid(), 'user-' || (g % :users), 'Task ' || i, 'task ' || i,
        CASE WHEN i % 3 = 0 THEN 'buy milk ' || i END, CASE WHEN i % 3 = 0 THEN 'buy milk ' || i END,
        i % 4 = 0,
@@ -49,7 +49,11 @@ SELECT gen_random_uuid(), 'user-' || (g % :users), 'Task ' || i, 'task ' || i,
        timestamptz '2026-01-01' + g * interval '1 second' + (i % 97) * interval '1 minute',
        CASE WHEN i % 4 = 0 THEN timestamptz '2026-06-01' END,
        CASE WHEN i % 50 = 0 THEN timestamptz '2026-06-02' END,
-       1
+       1,
+       0,  -- no user_streams row: the walk's snapshot is seq 0, and no task changed since
+       -- A stand-in for the served document, of a real one's size (about 330 bytes): the plans
+       -- read it from the heap (or TOAST) like the real one.
+       '{"title":"Task ' || i || '","filler":"' || repeat('x', 300) || '"}', '"1"'
 FROM generate_series(0, :rows - 1) AS g, LATERAL (SELECT g / :users AS i) AS per_user
 """
 

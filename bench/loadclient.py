@@ -9,12 +9,19 @@ reported as a protocol error instead of being guessed at.
 
 It runs in a process of its own (multiprocessing, spawn) so that its CPU time can be measured
 apart from the orchestrator's, and so that neither waits for the other's GIL.
+
+Two ways to send. Closed loop (the default): each virtual user sends its next request when the
+previous answer has arrived, so the load adapts to the server. Open loop (`CellPlan.rate`): each
+virtual user sends on its own schedule (Poisson arrivals at `rate` per second), whether or not its
+earlier requests have been answered, and a request's latency runs from its scheduled time, so a
+server that stalls shows as latency instead of as fewer requests (no coordinated omission).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import signal
 import time
 from collections import Counter
@@ -30,6 +37,10 @@ SAMPLES_KEPT = 5  # error bodies kept per cell, to say precisely what went wrong
 _HEADERS_END = b"\r\n\r\n"
 _CONTENT_LENGTH = b"\r\ncontent-length:"
 _CONNECTION_CLOSE = b"\r\nconnection: close"
+# uvicorn closes a keep-alive connection idle for 5 s (timeout_keep_alive): an open-loop user
+# idle longer than this opens a new connection, as a browser's or an HTTP library's pool would,
+# instead of writing into one the server is closing.
+IDLE_CONNECTION_REUSE = 4.0
 
 
 class ProtocolError(Exception):
@@ -47,6 +58,9 @@ class CellPlan:
     start_at: float  # time.monotonic() at which the warm-up ends and the measured window opens
     stop_at: float
     grace: float = 15.0  # a request still open this long after stop_at is counted as hung
+    # Open loop: requests per second of each virtual user (Poisson arrivals); None: closed loop.
+    rate: float | None = None
+    seed: int = 0  # of the open loop's schedules, so that a run can be repeated
 
 
 @dataclass(slots=True)
@@ -62,12 +76,27 @@ class CellResult:
     cpu_seconds: float = 0.0  # this process's CPU time inside the window
     window_seconds: float = 0.0
     samples: list[str] = field(default_factory=list)
+    in_flight: int = 0  # open loop: requests sent and not answered yet
+    max_send_lag: float = 0.0  # open loop: the latest a request left after its scheduled time
 
     def record(
-        self, plan: CellPlan, request: Request, status: int, body: bytes, began: float
+        self,
+        plan: CellPlan,
+        request: Request,
+        status: int,
+        body: bytes,
+        began: float,
+        *,
+        scheduled: bool = False,
     ) -> None:
+        """Count one answer. A closed loop counts the requests that finish inside the window;
+        an open loop (`scheduled`: `began` is the scheduled time) those scheduled inside it,
+        however late they finish, so that slow answers are not left out of the tail."""
         finished = time.monotonic()
-        inside = plan.start_at <= finished <= plan.stop_at
+        if scheduled:
+            inside = plan.start_at <= began < plan.stop_at
+        else:
+            inside = plan.start_at <= finished <= plan.stop_at
         if inside:
             self.latencies.append(finished - began)
             self.statuses[status] += 1
@@ -164,13 +193,89 @@ async def _virtual_user(
         await _close(streams)
 
 
-async def _connect(port: int, result: CellResult) -> Streams | None:
+async def _open_loop_user(
+    user: VirtualUser, scenario: Scenario, plan: CellPlan, result: CellResult
+) -> None:
+    """Send requests at Poisson arrival times until the window closes, each on a connection of
+    the user's that is free (a new one when all are busy), and wait for every answer."""
+    assert plan.rate is not None
+    # One generator per user, seeded: the same plan makes the same schedule.
+    rng = random.Random(plan.seed * 1_000_003 + user.index)
+    idle: list[tuple[Streams, float]] = []  # free connections, and since when
+    sending: set[asyncio.Task[None]] = set()
+    n = 0
+    # The first arrival too is exponential: the users start at random phases.
+    at = time.monotonic() + rng.expovariate(plan.rate)
+    try:
+        while at < plan.stop_at:
+            await asyncio.sleep(max(0.0, at - time.monotonic()))
+            request = scenario.request_for(user, n, plan.tag)
+            n += 1
+            task = asyncio.create_task(_send_scheduled(request, at, user, plan, result, idle))
+            sending.add(task)
+            task.add_done_callback(sending.discard)
+            at += rng.expovariate(plan.rate)
+        while sending:
+            await asyncio.gather(*sending)
+    finally:
+        for task in list(sending):  # only when cancelled: the window's grace ran out
+            task.cancel()
+        for streams, _ in idle:
+            await _close(streams)
+
+
+async def _free_connection(
+    idle: list[tuple[Streams, float]], port: int, result: CellResult
+) -> Streams | None:
+    while idle:
+        streams, since = idle.pop()
+        if time.monotonic() - since < IDLE_CONNECTION_REUSE:
+            return streams
+        await _close(streams)
+    return await _connect(port, result, pause=False)
+
+
+async def _send_scheduled(
+    request: Request,
+    scheduled: float,
+    user: VirtualUser,
+    plan: CellPlan,
+    result: CellResult,
+    idle: list[tuple[Streams, float]],
+) -> None:
+    result.max_send_lag = max(result.max_send_lag, time.monotonic() - scheduled)
+    result.in_flight += 1
+    try:
+        streams = await _free_connection(idle, plan.port, result)
+        if streams is None:
+            return
+        try:
+            streams[1].write(encode_request(request, user.token, f"{HOST}:{plan.port}"))
+            status, body, keep_alive = await read_response(streams[0])
+        except (OSError, EOFError, asyncio.LimitOverrunError, ProtocolError) as error:
+            result.transport_errors += 1
+            result.sample(f"{request.method} {request.path}: {error!r}")
+            await _close(streams)
+            return
+        # The latency runs from the scheduled time: waiting for a connection, or for the
+        # client's own loop, is time the user waited too.
+        result.record(plan, request, status, body, scheduled, scheduled=True)
+        if keep_alive:
+            idle.append((streams, time.monotonic()))
+        else:
+            await _close(streams)
+    finally:
+        result.in_flight -= 1
+
+
+async def _connect(port: int, result: CellResult, *, pause: bool = True) -> Streams | None:
     try:
         return await asyncio.open_connection(HOST, port)
     except OSError as error:
         result.transport_errors += 1
         result.sample(f"connect: {error!r}")
-        await asyncio.sleep(0.05)  # a refused connection returns at once: do not spin
+        if pause:  # a closed loop retries at once: a refused connection must not make it spin
+            await asyncio.sleep(0.05)
         return None
 
 
@@ -186,7 +291,8 @@ async def _run_cell(plan: CellPlan) -> CellResult:
     scenario = SCENARIOS_BY_NAME[plan.scenario]
     result = CellResult()
     meter = asyncio.create_task(_measure_own_cpu(plan, result))
-    users = [asyncio.create_task(_virtual_user(u, scenario, plan, result)) for u in plan.users]
+    loop = _virtual_user if plan.rate is None else _open_loop_user
+    users = [asyncio.create_task(loop(u, scenario, plan, result)) for u in plan.users]
     # One deadline for the whole cell instead of a timeout per request, which would cost a
     # timer per request in the client's hot loop.
     deadline = plan.stop_at + plan.grace - time.monotonic()
@@ -194,9 +300,10 @@ async def _run_cell(plan: CellPlan) -> CellResult:
         await meter
         return result
     done, pending = await asyncio.wait(users, timeout=max(0.0, deadline))
+    # A closed-loop user has at most one request open; an open-loop user may have several.
+    result.hung += len(pending) if plan.rate is None else result.in_flight
     for task in pending:
         task.cancel()
-        result.hung += 1
     await asyncio.gather(*pending, return_exceptions=True)
     await meter
     for task in done:

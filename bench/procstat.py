@@ -93,14 +93,16 @@ class CpuSnapshot:
 
 
 def take_snapshot(server_pid: int, postgres_pids: Iterable[int]) -> CpuSnapshot:
+    """The server is the process and its live children: with `--workers N`, uvicorn's
+    supervisor and its N worker processes."""
     postgres = {
         pid: seconds for pid in postgres_pids if (seconds := process_cpu_seconds(pid)) is not None
     }
+    server = (process_cpu_seconds(server_pid) or 0.0) + sum(
+        children_cpu_seconds(server_pid).values()
+    )
     return CpuSnapshot(
-        at=time.monotonic(),
-        server=process_cpu_seconds(server_pid) or 0.0,
-        postgres=postgres,
-        host=host_busy_seconds(),
+        at=time.monotonic(), server=server, postgres=postgres, host=host_busy_seconds()
     )
 
 

@@ -612,12 +612,28 @@ def measure_rebuild(
 SQL_REPLAY = """
 INSERT INTO tasks_sql (id, user_id, title, title_folded, description, description_folded,
     completed, due_at, priority, tags, tags_folded, created_at, updated_at, completed_at,
-    deleted_at, version, last_seq)
+    deleted_at, version, last_seq, body, etag)
 SELECT id, user_id, title, lower(title), description, lower(description), completed, due_at,
        priority, tags,
        coalesce((SELECT jsonb_agg(lower(tag) ORDER BY n)
                  FROM jsonb_array_elements_text(tags) WITH ORDINALITY AS t(tag, n)), '[]'),
-       created_at, updated_at, completed_at, deleted_at, version, last_seq
+       created_at, updated_at, completed_at, deleted_at, version, last_seq,
+       -- The served document, as projections/document.py writes it (compact JSON, the
+       -- contract's key order, timestamps with six digits and Z); checked column by column.
+       '{"id":"' || id || '","user_id":' || to_json(user_id) || ',"title":' || to_json(title)
+       || ',"description":' || coalesce(to_json(description)::text, 'null')
+       || ',"completed":' || CASE WHEN completed THEN 'true' ELSE 'false' END
+       || ',"status":' || CASE WHEN completed THEN '"completed"' ELSE '"pending"' END
+       || ',"due_at":' || coalesce('"' || to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"', 'null')
+       || ',"priority":' || priority
+       || ',"tags":' || coalesce((SELECT '[' || string_agg(to_json(tag)::text, ',' ORDER BY n) || ']'
+                 FROM jsonb_array_elements_text(tags) WITH ORDINALITY AS t(tag, n)), '[]')
+       || ',"created_at":"' || to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+       || '","updated_at":"' || to_char(updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+       || '","completed_at":'
+       || coalesce('"' || to_char(completed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') || '"', 'null')
+       || ',"version":' || version || '}',
+       '"' || version || '"'
 FROM (
     SELECT task_id AS id,
            min(user_id) AS user_id,

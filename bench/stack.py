@@ -45,13 +45,24 @@ SERVER_STOP_TIMEOUT = 15.0
 
 def git_commit() -> str | None:
     """The commit the benchmark runs, for its results; None outside a git checkout."""
+    return _git("rev-parse", "HEAD").strip() or None
+
+
+def git_changed_files() -> list[str]:
+    """Files of the service that differ from that commit: the run measured them as they were
+    on disk. bench/ and docs/ do not change what is measured."""
+    lines = _git("status", "--porcelain", "--", "tasktrail", "pyproject.toml").splitlines()
+    return [line[3:] for line in lines if line.strip()]
+
+
+def _git(*arguments: str) -> str:
     git = shutil.which("git")
     if git is None:
-        return None
+        return ""
     done = subprocess.run(  # noqa: S603 - read-only, fixed arguments
-        [git, "rev-parse", "HEAD"], cwd=REPO_DIR, capture_output=True, text=True, check=False
+        [git, *arguments], cwd=REPO_DIR, capture_output=True, text=True, check=False
     )
-    return done.stdout.strip() or None
+    return done.stdout  # not stripped: porcelain lines start with a status column
 
 
 def libpq_url(url: str) -> str:
@@ -89,9 +100,20 @@ def postgres_version(url: str) -> str:
 
 
 def backend_pids(admin: psycopg.Connection[Any], database: str) -> list[int]:
-    """The server processes of the connections to `database`: the service's pool."""
+    """The server processes of the connections to `database`: the service's pool (and those of
+    the bare app or pgbench while they run; idle backends add nothing)."""
     query = "SELECT pid FROM pg_stat_activity WHERE datname = %s"
     return [int(row[0]) for row in admin.execute(query, (database,)).fetchall()]
+
+
+def free_connections(admin: psycopg.Connection[Any]) -> int:
+    """Connections the PostgreSQL server would still accept from a non-superuser."""
+    row = admin.execute(
+        "SELECT current_setting('max_connections')::int"
+        " - current_setting('superuser_reserved_connections')::int"
+        " - (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend')"
+    ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def vacuum_analyze(url: str) -> None:
@@ -126,13 +148,17 @@ def free_tcp_port() -> int:
         return port
 
 
-def _server_environment(database_url: str, secret: str, pool_size: int) -> dict[str, str]:
+def _clean_environment() -> dict[str, str]:
     # Nothing of the caller's tasktrail configuration may leak in: only what is set here counts.
-    env = {
+    return {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith("TASKTRAIL_") and name != "BETTER_AUTH_SECRET"
+        if not name.startswith(("TASKTRAIL_", "BARE_APP_")) and name != "BETTER_AUTH_SECRET"
     }
+
+
+def _server_environment(database_url: str, secret: str, pool_size: int) -> dict[str, str]:
+    env = _clean_environment()
     env.update(
         TASKTRAIL_DATABASE_URL=database_url,
         BETTER_AUTH_SECRET=secret,
@@ -144,18 +170,59 @@ def _server_environment(database_url: str, secret: str, pool_size: int) -> dict[
 
 @contextmanager
 def running_server(
-    database_url: str, secret: str, pool_size: int, log_path: Path
+    database_url: str, secret: str, pool_size: int, log_path: Path, workers: int = 1
 ) -> Iterator[Server]:
-    """`python -m tasktrail serve --workers 1` on a free loopback port, until the block ends."""
+    """`python -m tasktrail serve --workers N` on a free loopback port, until the block ends."""
     port = free_tcp_port()
-    command = [sys.executable, "-m", "tasktrail", "serve", "--port", str(port), "--workers", "1"]
+    command = [
+        *(sys.executable, "-m", "tasktrail", "serve"),
+        *("--port", str(port), "--workers", str(workers)),
+    ]
+    env = _server_environment(database_url, secret, pool_size)
+    with _serving(command, env, port, log_path, "/healthz", "tasktrail serve") as server:
+        yield server
+
+
+# Where the bare reference apps live; uvicorn imports them from there (--app-dir).
+BENCH_DIR = Path(__file__).resolve().parent
+
+
+@contextmanager
+def running_bare_app(
+    database_url: str, factory: str, pool_size: int, log_path: Path
+) -> Iterator[Server]:
+    """bare_app.py's `factory` under uvicorn, 1 worker, on a free loopback port.
+
+    uvicorn's fastest settings, named rather than left to "auto" so that a missing uvloop or
+    httptools fails loudly instead of quietly measuring something slower.
+    """
+    port = free_tcp_port()
+    command = [
+        *(sys.executable, "-m", "uvicorn", f"bare_app:{factory}", "--factory"),
+        *("--app-dir", str(BENCH_DIR), "--host", "127.0.0.1", "--port", str(port)),
+        *("--workers", "1", "--loop", "uvloop", "--http", "httptools"),
+        *("--no-access-log", "--log-level", "warning"),
+    ]
+    env = _clean_environment()
+    env.update(BARE_APP_DATABASE_URL=database_url, BARE_APP_POOL_SIZE=str(pool_size))
+    # A task id no task has: the app answers 404 once it is up and its pool is open.
+    probe = f"/tasks/{uuid.UUID(int=0)}"
+    with _serving(command, env, port, log_path, probe, f"bare app {factory}") as server:
+        yield server
+
+
+@contextmanager
+def _serving(
+    command: list[str], env: dict[str, str], port: int, log_path: Path, probe: str, name: str
+) -> Iterator[Server]:
+    """Run `command` until the block ends, once `probe` answers on `port`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     # An empty working directory: serve reads a .env file from where it runs.
     with log_path.open("wb") as log, tempfile.TemporaryDirectory(prefix="tasktrail-bench-") as cwd:
         process = subprocess.Popen(  # noqa: S603 - our own interpreter, fixed arguments
             command,
             cwd=cwd,
-            env=_server_environment(database_url, secret, pool_size),
+            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
@@ -164,28 +231,31 @@ def running_server(
             start_new_session=True,
         )
         try:
-            _wait_until_healthy(process, port, log_path)
+            _wait_until_answering(process, port, probe, log_path, name)
             yield Server(process.pid, port, log_path)
         finally:
             _stop(process)
 
 
-def _wait_until_healthy(process: subprocess.Popen[bytes], port: int, log_path: Path) -> None:
+def _wait_until_answering(
+    process: subprocess.Popen[bytes], port: int, probe: str, log_path: Path, name: str
+) -> None:
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"tasktrail serve exited early:\n{_tail(log_path)}")
-        if _healthz_answers(port):
+            raise RuntimeError(f"{name} exited early:\n{_tail(log_path)}")
+        if _answers(port, probe):
             return
         time.sleep(0.1)
-    raise RuntimeError(f"tasktrail serve did not answer within {SERVER_START_TIMEOUT} s")
+    raise RuntimeError(f"{name} did not answer within {SERVER_START_TIMEOUT} s")
 
 
-def _healthz_answers(port: int) -> bool:
+def _answers(port: int, path: str) -> bool:
+    """Whether the server answers `path` with a status it would give when working (not 5xx)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
     try:
-        connection.request("GET", "/healthz")
-        return connection.getresponse().status == 200
+        connection.request("GET", path)
+        return connection.getresponse().status < 500
     except OSError:
         return False
     finally:
@@ -212,7 +282,8 @@ def _tail(path: Path, lines: int = 30) -> str:
 # --- seeding --------------------------------------------------------------------------------
 
 
-def _settings(database_url: str, secret: str) -> Settings:
+def bench_settings(database_url: str, secret: str) -> Settings:
+    """The service's settings for the benchmark's own writes and reads (seeding), pool of 1."""
     values: dict[str, Any] = {"database_url": database_url, "auth_secret": secret, "pool_size": 1}
     return Settings(_env_file=None, **values)  # no .env: the benchmark says everything
 
@@ -235,7 +306,7 @@ def seed_tasks(database_url: str, secret: str, user_ids: Sequence[str], tasks_ea
     inside a transaction that already holds it, and one commit per user instead of per task
     saves the fsyncs. Returns how many tasks were created.
     """
-    engine = create_database_engine(_settings(database_url, secret))
+    engine = create_database_engine(bench_settings(database_url, secret))
     try:
         for user_id in user_ids:
             context = CommandContext(user_id=user_id, actor=user_id, request_id=None)
@@ -279,7 +350,7 @@ def task_ids_by_user(
 ) -> dict[str, tuple[str, ...]]:
     """Every live task of each user, read from the tasks table (the read model)."""
     found: dict[str, list[str]] = {user_id: [] for user_id in user_ids}
-    engine = create_database_engine(_settings(database_url, secret))
+    engine = create_database_engine(bench_settings(database_url, secret))
     try:
         with engine.connect() as conn:
             query = select(tasks.c.user_id, tasks.c.id).where(tasks.c.user_id.in_(user_ids))
