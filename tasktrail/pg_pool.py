@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from tasktrail.settings import Settings
 
 AsyncConnection = psycopg.AsyncConnection[tuple[Any, ...]]
-_DIALECT = PGDialect_psycopg()  # type: ignore[no-untyped-call]  # SQLAlchemy's own
+# SQLAlchemy's dialect for psycopg: what statements compile for, and how results convert.
+DIALECT = PGDialect_psycopg()  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +54,7 @@ class CompiledStatement:
 def compile_statement(statement: ClauseElement) -> CompiledStatement:
     """Compile once, at import or first use; never per request (compiling costs more than
     running a simple statement)."""
-    compiled = statement.compile(dialect=_DIALECT)
+    compiled = statement.compile(dialect=DIALECT)
     return CompiledStatement(str(compiled), dict(compiled.params))
 
 

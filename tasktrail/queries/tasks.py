@@ -57,7 +57,7 @@ from tasktrail.queries.list_query import (
 )
 from tasktrail.schema import events, tasks, user_streams
 
-_SORT_COLUMNS: dict[SortField, KeyedColumnElement[Any]] = {
+SORT_COLUMNS: dict[SortField, KeyedColumnElement[Any]] = {
     SortField.CREATED: tasks.c.created_at,
     SortField.UPDATED: tasks.c.updated_at,
     SortField.TITLE: tasks.c.title_folded,
@@ -95,21 +95,17 @@ def list_tasks(conn: Connection, query: ListTasks) -> DocumentPage:
     if snapshot is None:
         snapshot = _current_seq(conn, query.user_id)  # read before the rows: see the docstring
     filters = _filters(conn, query)
-    column = _SORT_COLUMNS[query.sort.field]
-    key = column.desc() if query.sort.descending else column.asc()
-    if query.sort.field is SortField.DUE:
-        key = key.nulls_last()  # tasks without a due date come last in both directions
-    order = (key, tasks.c.id.desc() if query.sort.descending else tasks.c.id.asc())
+    column = SORT_COLUMNS[query.sort.field]
     # Tasks unchanged since the snapshot: their current key is their key in the walk. What
     # places a task (its key and id) and what is sent (its document) is all that is read.
-    unchanged = select(_as_read(column), _as_read(tasks.c.id), tasks.c.body).where(
+    unchanged = select(as_read(column), as_read(tasks.c.id), tasks.c.body).where(
         *filters, tasks.c.last_seq <= snapshot
     )
     if query.after is not None:
         unchanged = unchanged.where(_after(column, query.sort, query.after))
     # One row more than asked tells whether another page follows.
-    rows = conn.execute(unchanged.order_by(*order).limit(query.limit + 1)).all()
-    place = _placer(conn.dialect, column)
+    rows = conn.execute(unchanged.order_by(*walk_order_by(query.sort)).limit(query.limit + 1)).all()
+    place = placer(conn.dialect, column)
     changed = _changed_since(conn, query, filters, column, snapshot)
     total = conn.execute(select(func.count()).select_from(tasks).where(*filters)).scalar_one()
     if changed:
@@ -126,17 +122,26 @@ def list_tasks(conn: Connection, query: ListTasks) -> DocumentPage:
 _Placed = tuple[KeysetPosition, str]
 
 
-def _as_read(column: KeyedColumnElement[Any]) -> ColumnElement[Any]:
+def walk_order_by(sort: Sort) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    """The walk's order in SQL: the sort key, then the id in the same direction."""
+    column = SORT_COLUMNS[sort.field]
+    key = column.desc() if sort.descending else column.asc()
+    if sort.field is SortField.DUE:
+        key = key.nulls_last()  # tasks without a due date come last in both directions
+    return key, tasks.c.id.desc() if sort.descending else tasks.c.id.asc()
+
+
+def as_read(column: KeyedColumnElement[Any]) -> ColumnElement[Any]:
     """The column as the driver hands it over, without its type's result processing: converting
     the key and id of every row of a page was most of its Python time, and the walk needs the
     place of one row (the last), or of every row only when changed tasks are merged in."""
     return type_coerce(column, NullType())
 
 
-def _placer(
+def placer(
     dialect: Dialect, column: KeyedColumnElement[Any]
 ) -> Callable[[Sequence[Any]], KeysetPosition]:
-    """A row's place in the walk from its key and id as `_as_read` read them, converted by the
+    """A row's place in the walk from its key and id as `as_read` read them, converted by the
     columns' own types (aware UTC datetimes, UUIDs; on SQLite, from their text)."""
     key = _processor(dialect, column)
     task_id = _processor(dialect, tasks.c.id)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import Engine
 from starlette.responses import Response
 
-from tasktrail.api.deps import CurrentUser, EngineDep
+from tasktrail.api.deps import CurrentUser
 from tasktrail.api.openapi import problems
 from tasktrail.api.representation import task_list_response
 from tasktrail.api.routes.query import (
@@ -22,8 +22,10 @@ from tasktrail.api.routes.query import (
 )
 from tasktrail.api.schemas import TaskOut
 from tasktrail.database import read_connection
+from tasktrail.pg_pool import AsyncPool
 from tasktrail.queries.as_of import list_as_of
 from tasktrail.queries.cursor import Cursor, decode_cursor, encode_cursor, fingerprint
+from tasktrail.queries.hot_list import list_documents
 from tasktrail.queries.list_query import KeysetPosition, ListTasks, Sort, SortField, StatusFilter
 from tasktrail.queries.tasks import DocumentPage, list_tasks
 
@@ -59,7 +61,6 @@ _SORTS = ", ".join(f"{sign}{name}" for name in SortField for sign in ("", "-"))
 )
 async def list_user_tasks(
     request: Request,
-    engine: EngineDep,
     user: CurrentUser,
     _: Annotated[None, Depends(only_parameters(*_LIST_PARAMETERS))],
     status: Annotated[
@@ -110,7 +111,7 @@ async def list_user_tasks(
         **_continuing(cursor, bound_to, parsed_sort),
     )
     instant = query_timestamp("as_of", as_of)
-    page = await anyio.to_thread.run_sync(_page, engine, query, instant)
+    page = await _page(request, query, instant)
     headers = {"X-Total-Count": str(page.total)}
     if page.next_position is not None:
         token = encode_cursor(Cursor(page.next_position.to_json(), page.snapshot_seq), bound_to)
@@ -118,7 +119,19 @@ async def list_user_tasks(
     return task_list_response(page.bodies, headers)
 
 
-def _page(engine: Engine, query: ListTasks, instant: datetime | None) -> DocumentPage:
+async def _page(request: Request, query: ListTasks, instant: datetime | None) -> DocumentPage:
+    """The page: on PostgreSQL, the live list in one round trip on the event loop
+    (queries/hot_list.py); the rest (as_of, a walk with changed tasks, SQLite) in a thread."""
+    pool: AsyncPool | None = request.app.state.pool
+    if pool is not None and instant is None:
+        async with pool.connection() as conn:
+            page = await list_documents(conn, query)
+        if page is not None:
+            return page
+    return await anyio.to_thread.run_sync(_read_page, request.app.state.engine, query, instant)
+
+
+def _read_page(engine: Engine, query: ListTasks, instant: datetime | None) -> DocumentPage:
     with read_connection(engine) as conn:
         return list_tasks(conn, query) if instant is None else list_as_of(conn, query, instant)
 
