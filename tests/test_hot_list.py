@@ -53,7 +53,7 @@ def populated(postgres_engine: Engine, postgres_url: str) -> tuple[str, str]:
     return api.user_id, conninfo_of(settings)
 
 
-CASES = [
+CASES: list[dict[str, Any]] = [
     {},
     {"sort": Sort.parse("title")},
     {"sort": Sort.parse("-title")},
