@@ -7,7 +7,7 @@ here builds a task's JSON again.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -30,11 +30,10 @@ def task_response(
     )
 
 
-def task_list_response(bodies: Sequence[str], headers: Mapping[str, str] | None = None) -> Response:
-    """A JSON array of task documents, joined as text: no task is parsed or serialised again."""
-    return Response(
-        f"[{','.join(bodies)}]".encode(), headers=headers, media_type="application/json"
-    )
+def task_list_response(documents: str, headers: Mapping[str, str] | None = None) -> Response:
+    """A JSON array of task documents already joined by commas: no task is parsed or serialised
+    again."""
+    return Response(f"[{documents}]".encode(), headers=headers, media_type="application/json")
 
 
 def event_body(event: Event) -> dict[str, Any]:

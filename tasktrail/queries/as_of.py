@@ -70,7 +70,7 @@ def list_as_of(conn: Connection, query: ListTasks, instant: datetime) -> Documen
     page = matching_after[: query.limit]
     more = len(matching_after) > query.limit
     return DocumentPage(
-        bodies=[task_document(state).body for state in page],
+        documents=",".join(task_document(state).body for state in page),
         total=len(matching),
         next_position=position_of(page[-1], query.sort) if more else None,
         snapshot_seq=0,  # the past does not move: no snapshot to keep

@@ -24,17 +24,19 @@ from typing import Any, Literal
 from psycopg.types.json import Jsonb
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     String,
     and_,
     bindparam,
     exists,
     false,
     func,
+    literal_column,
     or_,
     select,
     tuple_,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 
 from tasktrail.pg_pool import DIALECT, AsyncConnection, CompiledStatement, compile_statement
 from tasktrail.queries.list_query import ListTasks, Sort, SortField, StatusFilter
@@ -63,35 +65,20 @@ class _Shape:
     first_page: bool
 
 
-@dataclass(frozen=True, slots=True)
-class _Statements:
-    # The page's rows, each with the walk's facts beside it: (key, id, document, total, the
-    # user's seq, whether a task changed since the walk's snapshot).
-    page: CompiledStatement
-    # The facts alone, for a page without rows.
-    facts: CompiledStatement
-
-
 async def list_documents(conn: AsyncConnection, query: ListTasks) -> DocumentPage | None:
     """A page of the user's tasks, as `list_tasks` answers it; None when a task changed since
     the walk's snapshot, which only `list_tasks` places."""
-    statements = _statements(_shape_of(query))
-    values = _values(query)
-    cursor = await conn.execute(statements.page.sql, statements.page.params(values))
-    rows = await cursor.fetchall()
-    if rows:
-        total, head, changed = rows[0][3:]
-    else:
-        cursor = await conn.execute(statements.facts.sql, statements.facts.params(values))
-        (total, head, changed), *_ = await cursor.fetchall()
+    statement = _statement(_shape_of(query))
+    cursor = await conn.execute(statement.sql, statement.params(_values(query)))
+    (documents, rows_read, last_key, last_id, total, head, changed), *_ = await cursor.fetchall()
     if changed:
         return None
-    place = placer(DIALECT, SORT_COLUMNS[query.sort.field])
-    ends_page = place(rows[query.limit - 1]) if len(rows) > query.limit else None
+    more = rows_read > query.limit  # one row more than asked tells that another page follows
+    ends_page = placer(DIALECT, SORT_COLUMNS[query.sort.field])((last_key, last_id))
     return DocumentPage(
-        [row[2] for row in rows[: query.limit]],
+        documents or "",
         int(total),
-        next_position=ends_page,
+        next_position=ends_page if more else None,
         snapshot_seq=query.snapshot_seq if query.snapshot_seq is not None else int(head),
     )
 
@@ -114,7 +101,11 @@ def _shape_of(query: ListTasks) -> _Shape:
 
 
 def _values(query: ListTasks) -> dict[str, Any]:
-    values: dict[str, Any] = {"user_id": query.user_id, "limit": query.limit + 1}
+    values: dict[str, Any] = {
+        "user_id": query.user_id,
+        "limit": query.limit + 1,
+        "shown": query.limit,
+    }
     if query.q:
         values["pattern"] = f"%{_escaped(query.q.casefold())}%"
     if query.tags:
@@ -139,14 +130,35 @@ def _escaped(needle: str) -> str:
 
 
 @lru_cache(maxsize=256)
-def _statements(shape: _Shape) -> _Statements:
-    """The statements of one shape of query, compiled on its first request.
+def _statement(shape: _Shape) -> CompiledStatement:
+    """The statement of one shape of query, compiled on its first request.
 
-    The facts are uncorrelated subqueries, which PostgreSQL runs once per statement (InitPlans),
-    and one statement sees one snapshot: the count, the user's seq and the page agree.
+    One row: the page's documents joined by the database (no task becomes a Python object), how
+    many rows the page read, the last shown task's key and id (where the next page starts), and
+    the facts. The facts are uncorrelated subqueries, which PostgreSQL runs once (InitPlans), and
+    one statement sees one snapshot: the count, the user's seq and the page agree.
     """
     filters = _filters(shape)
     column = SORT_COLUMNS[shape.sort.field]
+    order = walk_order_by(shape.sort)
+    rows = select(
+        as_read(column).label("key"),
+        as_read(tasks.c.id).label("id"),
+        tasks.c.body,
+        func.row_number().over(order_by=order).label("n"),
+    ).where(*filters)
+    if shape.resume != "start":
+        rows = rows.where(_after(shape))
+    page = rows.order_by(*order).limit(bindparam("limit")).cte("page")
+    shown = bindparam("shown", type_=Integer())
+    documents = (
+        select(func.string_agg(page.c.body, aggregate_order_by(literal_column("','"), page.c.n)))
+        .where(page.c.n <= shown)
+        .scalar_subquery()
+    )
+    rows_read = select(func.count()).select_from(page).scalar_subquery()
+    last_key = select(page.c.key).where(page.c.n == shown).scalar_subquery()
+    last_id = select(page.c.id).where(page.c.n == shown).scalar_subquery()
     total = select(func.count()).select_from(tasks).where(*filters).scalar_subquery()
     head = func.coalesce(
         select(user_streams.c.last_seq)
@@ -162,14 +174,7 @@ def _statements(shape: _Shape) -> _Statements:
         # in the walk, so the page itself needs no `last_seq` condition.
         snapshot = bindparam("snapshot", type_=tasks.c.last_seq.type)
         changed = exists().where(*filters, tasks.c.last_seq > snapshot)
-    facts = (total, head, changed)
-    page = select(as_read(column), as_read(tasks.c.id), tasks.c.body, *facts).where(*filters)
-    if shape.resume != "start":
-        page = page.where(_after(shape))
-    return _Statements(
-        page=compile_statement(page.order_by(*walk_order_by(shape.sort)).limit(bindparam("limit"))),
-        facts=compile_statement(select(*facts)),
-    )
+    return compile_statement(select(documents, rows_read, last_key, last_id, total, head, changed))
 
 
 def _filters(shape: _Shape) -> list[ColumnElement[bool]]:

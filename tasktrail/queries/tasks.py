@@ -83,7 +83,9 @@ def get_task(conn: Connection, user_id: str, task_id: str) -> TaskDocument | Non
 class DocumentPage:
     """A page of the list: each task's JSON document, in the walk's order, and where it ends."""
 
-    bodies: list[str]
+    # The page's task documents in the walk's order, joined by commas: the inside of the JSON
+    # array the API sends (PostgreSQL's native list has the database join them).
+    documents: str
     total: int
     next_position: KeysetPosition | None
     snapshot_seq: int
@@ -115,7 +117,7 @@ def list_tasks(conn: Connection, query: ListTasks) -> DocumentPage:
     else:  # the usual page: SQL's order is the walk's, only the last row's place is needed
         bodies = [row[2] for row in rows[: query.limit]]
         ends_page = place(rows[query.limit - 1]) if len(rows) > query.limit else None
-    return DocumentPage(bodies, total, next_position=ends_page, snapshot_seq=snapshot)
+    return DocumentPage(",".join(bodies), total, next_position=ends_page, snapshot_seq=snapshot)
 
 
 # A task in the walk: where it stands, and its document.

@@ -116,7 +116,7 @@ async def list_user_tasks(
     if page.next_position is not None:
         token = encode_cursor(Cursor(page.next_position.to_json(), page.snapshot_seq), bound_to)
         headers["Link"] = f'<{request.url.include_query_params(cursor=token)}>; rel="next"'
-    return task_list_response(page.bodies, headers)
+    return task_list_response(page.documents, headers)
 
 
 async def _page(request: Request, query: ListTasks, instant: datetime | None) -> DocumentPage:
