@@ -2,8 +2,7 @@
 
 Every dependency here is `async def` and does only a little CPU work or reads the request body,
 so it runs on the event loop: a plain `def` dependency would cost each request one more hop
-through the threadpool. The routes are plain `def` and run in the threadpool with the blocking
-driver.
+through the threadpool.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql
 from starlette.responses import Response
 
 from tasktrail.api.problems import Problem
+from tasktrail.commands.in_one_round_trip import AnswerToKeep, StoredAnswer
 from tasktrail.database import dialect_insert, write_transaction
 from tasktrail.pg_pool import AsyncConnection, compile_statement
 from tasktrail.schema import idempotency_keys
@@ -114,12 +115,12 @@ def claim(conn: Connection, user_id: str, key: str, fingerprint: str) -> bool:
         ).first()
     except exc.DBAPIError as error:
         if getattr(error.orig, "sqlstate", None) == "55P03":  # lock_not_available
-            raise _still_running() from None
+            raise still_running() from None
         raise
     return claimed is not None
 
 
-def _still_running() -> Problem:
+def still_running() -> Problem:
     return Problem(
         409, "A request with this Idempotency-Key is still being processed; retry shortly."
     )
@@ -133,6 +134,26 @@ def replay(conn: Connection, user_id: str, key: str, fingerprint: str) -> Respon
     ).one()
     return _replayed(
         stored.fingerprint, fingerprint, stored.status_code, stored.headers, stored.body
+    )
+
+
+def stored_replay(stored: StoredAnswer, fingerprint: str) -> Response:
+    """The answer the key's first request stored, or 422 if this request is not that one."""
+    return _replayed(
+        stored.fingerprint, fingerprint, stored.status_code, stored.headers, stored.body
+    )
+
+
+def answer_to_keep(key: str, fingerprint: str, response: Response) -> AnswerToKeep:
+    """The key's claim and its answer, for the write that applies in one call."""
+    return AnswerToKeep(
+        key=key,
+        fingerprint=fingerprint,
+        lifetime=KEY_LIFETIME,
+        wait_ms=WAIT_FOR_FIRST_MS,
+        status_code=response.status_code,
+        headers=_replayed_headers(response),
+        body=bytes(response.body),
     )
 
 
@@ -234,7 +255,7 @@ async def claim_on_postgres(
         )
         claimed = await cursor.fetchone()
     except psycopg.errors.LockNotAvailable:
-        raise _still_running() from None
+        raise still_running() from None
     return claimed is not None
 
 

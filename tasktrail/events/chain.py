@@ -59,6 +59,54 @@ def event_hash(fields: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(fields)).hexdigest()
 
 
+@dataclass(frozen=True, slots=True)
+class HashTemplate:
+    """An event's canonical encoding with the `prev_hash` value and the `seq` digits cut out.
+
+    PostgreSQL's `tasktrail_append` (migration 0010) numbers and links the events it appends, so
+    it alone knows an event's `seq` and `prev_hash`; the service encodes the rest. The hash is
+    SHA-256 over `before_prev_hash + prev_hash + before_seq + seq digits + after_seq`: the very
+    bytes `canonical_json` gives for the whole event, so the database never encodes JSON.
+    """
+
+    before_prev_hash: bytes
+    before_seq: bytes
+    after_seq: bytes
+
+    def hash(self, prev_hash: str, seq: int) -> str:
+        return hashlib.sha256(
+            b"".join(
+                (
+                    self.before_prev_hash,
+                    prev_hash.encode(),
+                    self.before_seq,
+                    str(seq).encode(),
+                    self.after_seq,
+                )
+            )
+        ).hexdigest()
+
+
+# In canonical JSON every quote inside a string is escaped, so these byte strings (each with
+# unescaped quotes) can only be the keys themselves, and keys are unique: each occurs once.
+_PREV_HASH_SLOT = b'"prev_hash":"",'
+_SEQ_SLOT = b',"seq":0,'
+
+
+def hash_template(fields: dict[str, Any]) -> HashTemplate:
+    """The template of `hashed_fields(...)`, whatever its `prev_hash` and `seq` say."""
+    encoded = canonical_json({**fields, "prev_hash": "", "seq": 0})
+    head, found_prev, rest = encoded.partition(_PREV_HASH_SLOT)
+    middle, found_seq, tail = rest.partition(_SEQ_SLOT)
+    if not (found_prev and found_seq):
+        raise ValueError("the hashed fields lack prev_hash or seq")
+    return HashTemplate(
+        before_prev_hash=head + b'"prev_hash":"',
+        before_seq=b'",' + middle + b',"seq":',
+        after_seq=b"," + tail,
+    )
+
+
 def recompute_hash(event: Event) -> str:
     return event_hash(
         hashed_fields(
