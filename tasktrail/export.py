@@ -10,25 +10,10 @@ from typing import TextIO
 import orjson
 
 from tasktrail.events.encoding import canonical_json
-from tasktrail.events.record import event_record
+from tasktrail.events.record import EVENT_FIELD_NAMES, event_record
 from tasktrail.events.types import Event
 
-CSV_COLUMNS = (
-    "position",
-    "user_id",
-    "seq",
-    "task_id",
-    "version",
-    "type",
-    "schema_version",
-    "data",
-    "data_hash",
-    "occurred_at",
-    "actor",
-    "request_id",
-    "prev_hash",
-    "hash",
-)
+CSV_COLUMNS = EVENT_FIELD_NAMES
 
 
 class ExportFormat(StrEnum):

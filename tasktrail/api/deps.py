@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from tasktrail.api.auth import AuthenticationError, Principal, TokenVerifier
 from tasktrail.api.problems import Problem, task_not_found
-from tasktrail.commands.types import CommandContext, ExpectedVersions
+from tasktrail.commands.types import ExpectedVersions
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -75,13 +75,17 @@ authenticated = BearerAuthentication(auto_error=False, bearerFormat="JWT", schem
 Authenticated = Annotated[Principal, Depends(authenticated)]
 
 
-async def current_user(user_id: str, principal: Authenticated) -> Principal:
+def require_own(principal: Principal, user_id: str) -> Principal:
     """The token's user, who must be the user named in the path."""
     if principal.user_id != user_id:
         raise Problem(
             403, "This token belongs to another user: you may only use your own /api/{user_id}/."
         )
     return principal
+
+
+async def current_user(user_id: str, principal: Authenticated) -> Principal:
+    return require_own(principal, user_id)
 
 
 CurrentUser = Annotated[Principal, Depends(current_user)]
@@ -97,7 +101,7 @@ async def auditor(principal: Authenticated) -> Principal:
 Auditor = Annotated[Principal, Depends(auditor)]
 
 
-async def task_id_of(task_id: str, _: CurrentUser) -> str:
+def parse_task_id(task_id: str) -> str:
     """A task id is a UUID; anything else names no task, so it is 404 (after the auth checks)."""
     try:
         return str(uuid.UUID(task_id))
@@ -105,18 +109,11 @@ async def task_id_of(task_id: str, _: CurrentUser) -> str:
         raise task_not_found(task_id) from None
 
 
+async def task_id_of(task_id: str, _: CurrentUser) -> str:
+    return parse_task_id(task_id)
+
+
 TaskId = Annotated[str, Depends(task_id_of)]
-
-
-async def command_context(request: Request, principal: CurrentUser) -> CommandContext:
-    return CommandContext(
-        user_id=principal.user_id,
-        actor=principal.user_id,
-        request_id=request.scope["state"]["request_id"],
-    )
-
-
-ContextDep = Annotated[CommandContext, Depends(command_context)]
 
 
 def parse_entity_tags(header: str) -> list[tuple[bool, str]] | None:
@@ -131,15 +128,16 @@ def parse_entity_tags(header: str) -> list[tuple[bool, str]] | None:
     return tags
 
 
-async def expected_versions(
-    header: Annotated[
-        str | None,
-        Header(
-            alias="If-Match",
-            description='the ETag you read ("3"); a stale one is 412 and changes nothing',
-        ),
-    ] = None,
-) -> ExpectedVersions:
+IfMatchHeader = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description='the ETag you read ("3"); a stale one is 412 and changes nothing',
+    ),
+]
+
+
+def expected_versions_of(header: str | None) -> ExpectedVersions:
     """The versions `If-Match` accepts; strong comparison, so a weak tag matches nothing."""
     if header is None:
         return None
@@ -147,9 +145,6 @@ async def expected_versions(
     if tags is None:
         return None  # `*`: any current version of an existing task
     return frozenset(int(value) for weak, value in tags if not weak and value.isdigit())
-
-
-IfMatch = Annotated[ExpectedVersions, Depends(expected_versions)]
 
 
 def _is_json(content_type: str | None) -> bool:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import psycopg
-from fastapi import Depends, Header, Request
+from fastapi import Header, Request
 from psycopg.types.json import Json
 from sqlalchemy import Connection, Engine, bindparam, delete, exc, select, text, update
 from sqlalchemy.dialects import postgresql
@@ -47,16 +47,17 @@ def _invalid_key(message: str) -> Problem:
     )
 
 
-async def idempotency_key(
-    key: Annotated[
-        str | None,
-        Header(
-            alias="Idempotency-Key",
-            description="1 to 255 printable ASCII characters; a retry with the same key, "
-            "method, path and body within 24 h replays the first answer",
-        ),
-    ] = None,
-) -> IdempotencyKey | None:
+KeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="1 to 255 printable ASCII characters; a retry with the same key, "
+        "method, path and body within 24 h replays the first answer",
+    ),
+]
+
+
+def parse_key(key: str | None) -> IdempotencyKey | None:
     if key is None:
         return None
     if not 1 <= len(key) <= 255:
@@ -64,9 +65,6 @@ async def idempotency_key(
     if not all(" " <= char <= "~" for char in key):
         raise _invalid_key("it must hold printable ASCII characters only")
     return IdempotencyKey(key)
-
-
-IdempotencyKeyDep = Annotated[IdempotencyKey | None, Depends(idempotency_key)]
 
 
 def purge_expired(engine: Engine, now: datetime | None = None) -> int:

@@ -10,9 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
 
 from tasktrail.events.encoding import parse_timestamp
+from tasktrail.events.record import EVENT_FIELDS
+from tasktrail.projections.fields import SERVED_FIELDS, Kind, TaskField
 
 TITLE_MAX = 200
 DESCRIPTION_MAX = 1000
@@ -141,37 +143,33 @@ class CompletionSet(BaseModel):
     completed: bool
 
 
-class TaskOut(BaseModel):
-    id: str
-    user_id: str
-    title: str
-    description: str | None
-    completed: bool
-    status: str = Field(description="`completed` or `pending`, derived from `completed`")
-    due_at: str | None
-    priority: int
-    tags: list[str]
-    created_at: str
-    updated_at: str
-    completed_at: str | None
-    version: int
+# The Python type of each kind of field as the API serves it (instants as their text).
+_SERVED_TYPES: dict[Kind, Any] = {
+    Kind.ID: str,
+    Kind.TEXT: str,
+    Kind.FLAG: bool,
+    Kind.INTEGER: int,
+    Kind.INSTANT: str,
+    Kind.STRINGS: list[str],
+}
 
 
-class EventOut(BaseModel):
-    position: int
-    user_id: str
-    seq: int
-    task_id: str
-    version: int
-    type: str
-    schema_version: int
-    data: dict[str, Any]
-    data_hash: str
-    occurred_at: str
-    actor: str
-    request_id: str | None
-    prev_hash: str
-    hash: str
+def _served_type(field: TaskField) -> Any:
+    served = _SERVED_TYPES[field.kind]
+    return served | None if field.nullable else served
+
+
+# A task as the API serves it: its served fields, every one present (null where it may be).
+_TASK_OUT_FIELDS: dict[str, Any] = {
+    field.name: (_served_type(field), Field(description=field.description))
+    for field in SERVED_FIELDS
+}
+TaskOut: type[BaseModel] = create_model("TaskOut", **_TASK_OUT_FIELDS)
+
+
+# An event as the API serves it (events/record.py declares its fields).
+_EVENT_OUT_FIELDS: dict[str, Any] = {name: (served, ...) for name, served in EVENT_FIELDS}
+EventOut: type[BaseModel] = create_model("EventOut", **_EVENT_OUT_FIELDS)
 
 
 class VerifyOut(BaseModel):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
 
 from tasktrail.commands.errors import NothingToRestore, TaskNotFound, VersionConflict
 from tasktrail.commands.types import (
@@ -12,11 +12,21 @@ from tasktrail.commands.types import (
     DeleteTask,
     ExpectedVersions,
     RestoreTask,
+    TaskChanges,
     UpdateTask,
 )
+from tasktrail.events.data import (
+    FieldChanges,
+    task_completed,
+    task_created,
+    task_deleted,
+    task_reopened,
+    task_restored,
+    task_updated,
+)
 from tasktrail.events.encoding import format_timestamp
-from tasktrail.events.types import EventType, NewEvent
-from tasktrail.projections.state import EDITABLE_FIELDS, TaskState
+from tasktrail.events.types import NewEvent
+from tasktrail.projections.state import TaskState
 
 
 def decide(state: TaskState | None, command: Command) -> list[NewEvent]:
@@ -29,7 +39,7 @@ def decide(state: TaskState | None, command: Command) -> list[NewEvent]:
             return _complete(_live(state, command.task_id, command.expected_versions), command)
         case DeleteTask():
             _live(state, command.task_id, command.expected_versions)
-            return [NewEvent(EventType.TASK_DELETED, {})]
+            return [task_deleted()]
         case RestoreTask():
             return _restore(state, command)
 
@@ -38,20 +48,26 @@ def _create(state: TaskState | None, command: CreateTask) -> list[NewEvent]:
     if state is not None:
         # Ids are made by the server, so this means a broken id generator, not a user error.
         raise RuntimeError(f"task {command.task_id} already exists")
-    data = {name: _to_json(name, value) for name, value in command.fields.as_changes().items()}
-    data["completed"] = command.completed
-    return [NewEvent(EventType.TASK_CREATED, data)]
+    fields = command.fields
+    return [
+        task_created(
+            {
+                "title": fields.title,
+                "description": fields.description,
+                "due_at": _instant_text(fields.due_at),
+                "priority": fields.priority,
+                "tags": list(fields.tags),
+                "completed": command.completed,
+            }
+        )
+    ]
 
 
 def _update(state: TaskState, command: UpdateTask) -> list[NewEvent]:
     events: list[NewEvent] = []
-    changes = {
-        name: _to_json(name, value)
-        for name, value in command.changes.items()
-        if name in EDITABLE_FIELDS and _to_json(name, value) != _to_json(name, getattr(state, name))
-    }
+    changes = _changed_fields(state, command.changes)
     if changes:
-        events.append(NewEvent(EventType.TASK_UPDATED, {"changes": changes}))
+        events.append(task_updated(changes))
     if command.completed is not None and command.completed != state.completed:
         events.append(_completion_event(command.completed))
     return events
@@ -69,7 +85,7 @@ def _restore(state: TaskState | None, command: RestoreTask) -> list[NewEvent]:
         raise TaskNotFound(command.task_id)
     if not state.deleted:
         raise NothingToRestore(command.task_id)
-    return [NewEvent(EventType.TASK_RESTORED, {})]
+    return [task_restored()]
 
 
 def _live(state: TaskState | None, task_id: str, expected: ExpectedVersions) -> TaskState:
@@ -82,13 +98,28 @@ def _live(state: TaskState | None, task_id: str, expected: ExpectedVersions) -> 
 
 
 def _completion_event(completed: bool) -> NewEvent:
-    return NewEvent(EventType.TASK_COMPLETED if completed else EventType.TASK_REOPENED, {})
+    return task_completed() if completed else task_reopened()
 
 
-def _to_json(name: str, value: Any) -> Any:
-    """A field's value as the event stores it and the API serves it."""
-    if name == "due_at":
-        return None if value is None else format_timestamp(value)
-    if name == "tags":
-        return list(value)
-    return value
+def _changed_fields(state: TaskState, wanted: TaskChanges) -> FieldChanges:
+    """The fields whose stored form the command changes, at their new stored values (an
+    instant is compared as the text the event would hold, so another offset is no change)."""
+    changes: FieldChanges = {}
+    if "title" in wanted and wanted["title"] != state.title:
+        changes["title"] = wanted["title"]
+    if "description" in wanted and wanted["description"] != state.description:
+        changes["description"] = wanted["description"]
+    if "due_at" in wanted:
+        due_at = _instant_text(wanted["due_at"])
+        if due_at != _instant_text(state.due_at):
+            changes["due_at"] = due_at
+    if "priority" in wanted and wanted["priority"] != state.priority:
+        changes["priority"] = wanted["priority"]
+    if "tags" in wanted and tuple(wanted["tags"]) != state.tags:
+        changes["tags"] = list(wanted["tags"])
+    return changes
+
+
+def _instant_text(value: datetime | None) -> str | None:
+    """An instant as events store it and the API serves it."""
+    return None if value is None else format_timestamp(value)

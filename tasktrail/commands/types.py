@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TypedDict
 
 # The versions an `If-Match` header accepts; None when the client sent none (or `*`).
 ExpectedVersions = frozenset[int] | None
+
+
+class TaskChanges(TypedDict, total=False):
+    """Editable fields a client asked to set, at their values; absent ones are left alone."""
+
+    title: str
+    description: str | None
+    due_at: datetime | None
+    priority: int
+    tags: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -21,7 +30,7 @@ class TaskFields:
     priority: int = 0
     tags: tuple[str, ...] = ()
 
-    def as_changes(self) -> dict[str, Any]:
+    def as_changes(self) -> TaskChanges:
         return {
             "title": self.title,
             "description": self.description,
@@ -54,7 +63,7 @@ class UpdateTask:
 
     context: CommandContext
     task_id: str
-    changes: Mapping[str, Any] = field(default_factory=dict)
+    changes: TaskChanges = field(default_factory=lambda: TaskChanges())
     completed: bool | None = None
     expected_versions: ExpectedVersions = None
 

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from tasktrail.events.data import FieldChanges, created_data, updated_data
 from tasktrail.events.encoding import parse_timestamp
 from tasktrail.events.types import EventType, FoldableEvent, JsonObject
 from tasktrail.events.upcasting import upcast_data
@@ -50,7 +51,7 @@ def _created(event: FoldableEvent) -> dict[str, Any] | None:
     describes no task (until a creation comes)."""
     if event.type != EventType.TASK_CREATED:
         return None
-    data = _data(event)
+    data = created_data(_data(event))
     completed = bool(data.get("completed", False))
     at = event.occurred_at
     return {
@@ -77,7 +78,7 @@ def _effect(event: FoldableEvent) -> dict[str, Any]:
     changes: dict[str, Any] = {"updated_at": at, "version": event.version, "last_seq": event.seq}
     match event.type:
         case EventType.TASK_UPDATED:
-            changes.update(_field_values(_data(event).get("changes", {})))
+            changes.update(_field_values(updated_data(_data(event)).get("changes", {})))
         case EventType.TASK_COMPLETED:
             changes["completed"], changes["completed_at"] = True, at
         case EventType.TASK_REOPENED:
@@ -95,16 +96,19 @@ def _data(event: FoldableEvent) -> JsonObject:
     return data
 
 
-def _field_values(changes: JsonObject) -> dict[str, Any]:
+def _field_values(changes: FieldChanges) -> dict[str, Any]:
     """The state's values for the fields an event changed, in the state's own types."""
     values: dict[str, Any] = {}
-    for name, value in changes.items():
-        if name == "due_at":
-            values[name] = _timestamp_or_none(value)
-        elif name == "tags":
-            values[name] = tuple(value)
-        elif name in ("title", "description", "priority"):
-            values[name] = value
+    if "title" in changes:
+        values["title"] = changes["title"]
+    if "description" in changes:
+        values["description"] = changes["description"]
+    if "due_at" in changes:
+        values["due_at"] = _timestamp_or_none(changes["due_at"])
+    if "priority" in changes:
+        values["priority"] = changes["priority"]
+    if "tags" in changes:
+        values["tags"] = tuple(changes["tags"])
     return values
 
 

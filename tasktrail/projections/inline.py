@@ -9,47 +9,46 @@ as they are.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from functools import cache
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Connection, Insert
 
 from tasktrail.database import dialect_insert
 from tasktrail.projections.document import task_document
+from tasktrail.projections.fields import ROW_COLUMN_NAMES, ROW_COLUMNS, Kind
 from tasktrail.projections.state import TaskState
 from tasktrail.schema import tasks
 
-# The columns of `tasks` in table order: the order of `task_values`.
-TASK_COLUMNS: tuple[str, ...] = tuple(column.name for column in tasks.c)
+# The columns of `tasks` in table order: the order of `task_values` (fields.py declares them).
+TASK_COLUMNS: tuple[str, ...] = ROW_COLUMN_NAMES
+
+
+def _column_value(name: str, kind: Kind) -> Callable[[TaskState], Any]:
+    """How a column's value is taken from the state: as it is, a list for the tags, or the
+    case-folded copy of a `_folded` column (str.casefold, on both engines)."""
+    if name.endswith("_folded"):
+        source = attrgetter(name.removesuffix("_folded"))
+        if kind is Kind.STRINGS:
+            return lambda state: [tag.casefold() for tag in source(state)]
+        return lambda state: None if (text := source(state)) is None else text.casefold()
+    value = attrgetter(name)
+    if kind is Kind.STRINGS:
+        return lambda state: list(value(state))
+    return value
+
+
+# Every column but the document and its ETag, which are made together, last.
+_COLUMN_VALUES = tuple(_column_value(name, kind) for name, kind in ROW_COLUMNS[:-2])
 
 
 def task_values(state: TaskState) -> tuple[Any, ...]:
-    """The `tasks` row for a state, in `TASK_COLUMNS` order, folded columns included
-    (str.casefold, on both engines), its document and ETag last. The id is text; the lists are
-    lists."""
-    description = state.description
+    """The `tasks` row for a state, in `TASK_COLUMNS` order, folded columns included, its
+    document and ETag last. The id is text; the lists are lists."""
     body, etag = task_document(state)
-    return (
-        state.id,
-        state.user_id,
-        state.title,
-        state.title.casefold(),
-        description,
-        None if description is None else description.casefold(),
-        state.completed,
-        state.due_at,
-        state.priority,
-        list(state.tags),
-        [tag.casefold() for tag in state.tags],
-        state.created_at,
-        state.updated_at,
-        state.completed_at,
-        state.deleted_at,
-        state.version,
-        state.last_seq,
-        body,
-        etag,
-    )
+    return (*(value(state) for value in _COLUMN_VALUES), body, etag)
 
 
 def task_row(state: TaskState) -> dict[str, Any]:

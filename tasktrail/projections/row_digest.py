@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tasktrail.projections.fields import ROW_COLUMNS, Kind
+
 _ESCAPED = re.compile(r'["\\\x00-\x1f]')
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -59,27 +61,9 @@ _KINDS: dict[str, tuple[Callable[[Any], str], str]] = {
     "strings": (_strings, "{0}::text"),
 }
 
-# The columns of `tasks`, in table order, and their kinds. A test checks this against the schema.
-COLUMN_KINDS: tuple[tuple[str, str], ...] = (
-    ("id", "text"),
-    ("user_id", "text"),
-    ("title", "text"),
-    ("title_folded", "text"),
-    ("description", "text"),
-    ("description_folded", "text"),
-    ("completed", "flag"),
-    ("due_at", "instant"),
-    ("priority", "integer"),
-    ("tags", "strings"),
-    ("tags_folded", "strings"),
-    ("created_at", "instant"),
-    ("updated_at", "instant"),
-    ("completed_at", "instant"),
-    ("deleted_at", "instant"),
-    ("version", "integer"),
-    ("last_seq", "integer"),
-    ("body", "text"),
-    ("etag", "text"),
+# The columns of `tasks`, in table order, and their kinds (fields.py); an id is written as text.
+COLUMN_KINDS: tuple[tuple[str, str], ...] = tuple(
+    (name, Kind.TEXT.value if kind is Kind.ID else kind.value) for name, kind in ROW_COLUMNS
 )
 _WRITERS = tuple(_KINDS[kind][0] for _, kind in COLUMN_KINDS)
 

@@ -18,28 +18,24 @@ from sqlalchemy import Connection, Row, Select, bindparam, literal_column, selec
 
 from tasktrail.events.store import read_task_stream
 from tasktrail.projections.evolve import fold
+from tasktrail.projections.fields import STATE_FIELDS, Kind
 from tasktrail.projections.state import TaskState
 from tasktrail.schema import events, tasks
+
+_STATE_FIELDS = tuple((field.name, field.kind) for field in STATE_FIELDS)
 
 
 def state_from_row(row: Row[Any]) -> TaskState:
     """The state a `tasks` row holds (the inverse of `inline.task_values`)."""
-    return TaskState(
-        id=str(row.id),
-        user_id=row.user_id,
-        title=row.title,
-        description=row.description,
-        completed=row.completed,
-        due_at=row.due_at,
-        priority=row.priority,
-        tags=tuple(row.tags),
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        completed_at=row.completed_at,
-        deleted_at=row.deleted_at,
-        version=row.version,
-        last_seq=row.last_seq,
-    )
+    values: dict[str, Any] = {}
+    for name, kind in _STATE_FIELDS:
+        value = getattr(row, name)
+        if kind is Kind.ID:
+            value = str(value)
+        elif kind is Kind.STRINGS:
+            value = tuple(value)
+        values[name] = value
+    return TaskState(**values)
 
 
 def task_snapshot(conn: Connection, user_id: str, task_id: str) -> TaskState | None:

@@ -5,9 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-# The fields a client edits; every other field of a task is the log's to decide.
-EDITABLE_FIELDS = ("title", "description", "due_at", "priority", "tags")
-
 
 @dataclass(frozen=True, slots=True)
 class TaskState:

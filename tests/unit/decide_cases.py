@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -13,6 +12,7 @@ from tasktrail.commands.types import (
     DeleteTask,
     ExpectedVersions,
     RestoreTask,
+    TaskChanges,
     TaskFields,
     UpdateTask,
 )
@@ -133,7 +133,7 @@ def task_created(**data: Any) -> NewEvent:
 
 
 def patch(
-    changes: Mapping[str, Any] | None = None,
+    changes: TaskChanges | None = None,
     *,
     completed: bool | None = None,
     expected: ExpectedVersions = None,
@@ -142,7 +142,7 @@ def patch(
     return UpdateTask(
         context=CONTEXT,
         task_id=TASK_ID,
-        changes=dict(changes or {}),
+        changes={} if changes is None else changes,
         completed=completed,
         expected_versions=expected,
     )

@@ -16,11 +16,15 @@ def only_parameters(*allowed: str) -> Callable[..., Awaitable[None]]:
     """Refuse unknown parameters, after the token and the user have been checked."""
 
     async def check(request: Request, _: CurrentUser) -> None:
-        unknown = sorted(set(request.query_params) - set(allowed))
-        if unknown:
-            raise _unknown(unknown, allowed)
+        refuse_unknown_parameters(request, allowed)
 
     return check
+
+
+def refuse_unknown_parameters(request: Request, allowed: tuple[str, ...] = ()) -> None:
+    unknown = sorted(set(request.query_params) - set(allowed))
+    if unknown:
+        raise _unknown(unknown, allowed)
 
 
 def only_parameters_of(*allowed: str) -> Callable[..., Awaitable[None]]:

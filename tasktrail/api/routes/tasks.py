@@ -6,7 +6,7 @@ No rules live here: `decide` holds them, and domain errors become problems in ap
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio.to_thread
 import uuid_utils
@@ -15,10 +15,8 @@ from sqlalchemy import Engine
 from starlette.responses import Response
 
 from tasktrail.api.deps import (
-    ContextDep,
     CurrentUser,
     EngineDep,
-    IfMatch,
     TaskId,
     json_body,
     parse_entity_tags,
@@ -26,7 +24,6 @@ from tasktrail.api.deps import (
     require_json_content_type,
     validate_json,
 )
-from tasktrail.api.idempotency import IdempotencyKeyDep
 from tasktrail.api.openapi import json_request_body, problems
 from tasktrail.api.problems import Problem, task_not_found
 from tasktrail.api.representation import task_response
@@ -39,12 +36,14 @@ from tasktrail.api.schemas import (
     TaskReplace,
 )
 from tasktrail.api.unit_of_work import Respond, run_write
+from tasktrail.api.write_request import NewTaskWriteDep, TaskWriteDep, UnconditionalTaskWriteDep
 from tasktrail.commands.handlers import Outcome
 from tasktrail.commands.types import (
     CompleteTask,
     CreateTask,
     DeleteTask,
     RestoreTask,
+    TaskChanges,
     TaskFields,
     UpdateTask,
 )
@@ -74,16 +73,14 @@ def task_location(task: TaskState) -> str:
     summary="Create a task",
     responses=problems(401, 403, 408, 409, 413, 415, 422, 503),
     openapi_extra=json_request_body(TaskCreate),
-    dependencies=[Depends(only_parameters())],
 )
 async def create_task(
     request: Request,
-    context: ContextDep,
-    key: IdempotencyKeyDep,
+    write: NewTaskWriteDep,
     body: Annotated[TaskCreate, Depends(json_body(TaskCreate))],
 ) -> Response:
     command = CreateTask(
-        context=context,
+        context=write.context,
         task_id=str(uuid_utils.uuid7()),  # version 7: ids sort by creation time
         fields=_fields_of(body),
         completed=body.completed,
@@ -93,7 +90,7 @@ async def create_task(
         task = _task_of(outcome.state, command.task_id)
         return task_response(task_document(task), 201, {"Location": task_location(task)})
 
-    return await run_write(request, command, key, respond)
+    return await run_write(request, command, write.key, respond)
 
 
 @router.get(
@@ -163,24 +160,20 @@ def _not_modified(header: str | None, document: TaskDocument) -> bool:
     summary="Replace a task's editable fields",
     responses=problems(*_WRITE_PROBLEMS),
     openapi_extra=json_request_body(TaskReplace),
-    dependencies=[Depends(only_parameters())],
 )
 async def replace_task(
     request: Request,
-    context: ContextDep,
-    key: IdempotencyKeyDep,
-    task_id: TaskId,
-    if_match: IfMatch,
+    write: TaskWriteDep,
     body: Annotated[TaskReplace, Depends(json_body(TaskReplace))],
 ) -> Response:
     command = UpdateTask(
-        context=context,
-        task_id=task_id,
+        context=write.context,
+        task_id=write.task_id,
         changes=_fields_of(body).as_changes(),
         completed=body.completed,
-        expected_versions=if_match,
+        expected_versions=write.expected_versions,
     )
-    return await run_write(request, command, key, _answering(task_id))
+    return await run_write(request, command, write.key, _answering(write.task_id))
 
 
 @router.patch(
@@ -189,35 +182,30 @@ async def replace_task(
     summary="Change some fields (JSON merge patch, RFC 7396)",
     responses=problems(*_WRITE_PROBLEMS),
     openapi_extra=json_request_body(TaskPatch, merge_patch=True),
-    dependencies=[Depends(only_parameters())],
 )
 async def patch_task(
     request: Request,
-    context: ContextDep,
-    key: IdempotencyKeyDep,
-    task_id: TaskId,
-    if_match: IfMatch,
+    write: TaskWriteDep,
     body: Annotated[TaskPatch, Depends(json_body(TaskPatch))],
 ) -> Response:
     command = UpdateTask(
-        context=context,
-        task_id=task_id,
+        context=write.context,
+        task_id=write.task_id,
         changes=merge_patch_changes(body),
         completed=body.completed,
-        expected_versions=if_match,
+        expected_versions=write.expected_versions,
     )
-    return await run_write(request, command, key, _answering(task_id))
+    return await run_write(request, command, write.key, _answering(write.task_id))
 
 
-_CLEARED: dict[str, Any] = {"description": None, "due_at": None, "tags": (), "priority": 0}
+def merge_patch_changes(body: TaskPatch) -> TaskChanges:
+    """RFC 7396 on a task: absent leaves a field, null clears it (title and completed refuse).
 
-
-def merge_patch_changes(body: TaskPatch) -> dict[str, Any]:
-    """RFC 7396 on a task: absent leaves a field, null clears it (title and completed refuse)."""
-    changes: dict[str, Any] = {}
-    for name in body.model_fields_set:
-        value = getattr(body, name)
-        if name in ("title", "completed") and value is None:
+    Cleared means the field's default: no description, no due date, no tags, priority 0.
+    """
+    sent = body.model_fields_set
+    for name in ("title", "completed"):
+        if name in sent and getattr(body, name) is None:
             raise Problem(
                 422,
                 f"Fix the body: {name} cannot be null; leave it out to keep it as it is.",
@@ -229,10 +217,17 @@ def merge_patch_changes(body: TaskPatch) -> dict[str, Any]:
                     }
                 ],
             )
-        if name in _CLEARED or name == "title":
-            changes[name] = _CLEARED.get(name) if value is None else value
-    if "tags" in changes:
-        changes["tags"] = tuple(changes["tags"])
+    changes: TaskChanges = {}
+    if body.title is not None:
+        changes["title"] = body.title
+    if "description" in sent:
+        changes["description"] = body.description
+    if "due_at" in sent:
+        changes["due_at"] = body.due_at
+    if "priority" in sent:
+        changes["priority"] = 0 if body.priority is None else body.priority
+    if "tags" in sent:
+        changes["tags"] = () if body.tags is None else tuple(body.tags)
     return changes
 
 
@@ -253,21 +248,19 @@ async def completion_wanted(request: Request) -> bool | None:
     "already holds appends nothing and keeps `version` and `completed_at`.",
     responses=problems(*_WRITE_PROBLEMS),
     openapi_extra=json_request_body(CompletionSet, required=False),
-    dependencies=[Depends(only_parameters())],
 )
 async def complete_task(
     request: Request,
-    context: ContextDep,
-    key: IdempotencyKeyDep,
-    task_id: TaskId,
-    if_match: IfMatch,
+    write: TaskWriteDep,
     completed: Annotated[bool | None, Depends(completion_wanted)],
 ) -> Response:
     command = CompleteTask(
-        context=context, task_id=task_id, completed=completed, expected_versions=if_match
+        context=write.context,
+        task_id=write.task_id,
+        completed=completed,
+        expected_versions=write.expected_versions,
     )
-
-    return await run_write(request, command, key, _answering(task_id))
+    return await run_write(request, command, write.key, _answering(write.task_id))
 
 
 @router.delete(
@@ -275,18 +268,12 @@ async def complete_task(
     status_code=204,
     summary="Delete a task (its history stays)",
     responses=problems(401, 403, 404, 409, 412, 422, 503),
-    dependencies=[Depends(only_parameters())],
 )
-async def delete_task(
-    request: Request,
-    context: ContextDep,
-    key: IdempotencyKeyDep,
-    task_id: TaskId,
-    if_match: IfMatch,
-) -> Response:
-    command = DeleteTask(context=context, task_id=task_id, expected_versions=if_match)
-
-    return await run_write(request, command, key, lambda _: Response(status_code=204))
+async def delete_task(request: Request, write: TaskWriteDep) -> Response:
+    command = DeleteTask(
+        context=write.context, task_id=write.task_id, expected_versions=write.expected_versions
+    )
+    return await run_write(request, command, write.key, lambda _: Response(status_code=204))
 
 
 @router.post(
@@ -294,17 +281,10 @@ async def delete_task(
     response_model=TaskOut,
     summary="Undo a delete",
     responses=problems(401, 403, 404, 409, 422, 503),
-    dependencies=[Depends(only_parameters())],
 )
-async def restore_task(
-    request: Request,
-    context: ContextDep,
-    key: IdempotencyKeyDep,
-    task_id: TaskId,
-) -> Response:
-    command = RestoreTask(context=context, task_id=task_id)
-
-    return await run_write(request, command, key, _answering(task_id))
+async def restore_task(request: Request, write: UnconditionalTaskWriteDep) -> Response:
+    command = RestoreTask(context=write.context, task_id=write.task_id)
+    return await run_write(request, command, write.key, _answering(write.task_id))
 
 
 def _answering(task_id: str) -> Respond:

@@ -1,0 +1,110 @@
+"""The task's fields are declared once (projections/fields.py); what cannot derive from the
+declaration is held to it here: the typed state, the table, the request bodies' read-only
+fields. The event's fields likewise (events/record.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from tasktrail.api.schemas import EventOut, TaskCreate, TaskOut, TaskPatch, TaskReplace
+from tasktrail.events.record import EVENT_FIELD_NAMES
+from tasktrail.events.types import Event
+from tasktrail.export import CSV_COLUMNS
+from tasktrail.projections.document import task_document
+from tasktrail.projections.fields import (
+    ROW_COLUMN_NAMES,
+    SERVED_FIELDS,
+    STATE_FIELDS,
+    Kind,
+    TaskField,
+)
+from tasktrail.projections.inline import TASK_COLUMNS, task_values
+from tasktrail.projections.state import TaskState
+from tasktrail.schema import tasks
+
+_STATE_TYPES: dict[Kind, Any] = {
+    Kind.ID: str,
+    Kind.TEXT: str,
+    Kind.FLAG: bool,
+    Kind.INTEGER: int,
+    Kind.INSTANT: datetime,
+    Kind.STRINGS: tuple[str, ...],
+}
+
+
+def _expected_state_type(field: TaskField) -> Any:
+    kind = _STATE_TYPES[field.kind]
+    return kind | None if field.nullable else kind
+
+
+def test_the_state_has_the_declared_fields_in_order_with_their_types() -> None:
+    hints = typing.get_type_hints(TaskState)
+    names = [field.name for field in dataclasses.fields(TaskState)]
+    assert names == [field.name for field in STATE_FIELDS]
+    for field in STATE_FIELDS:
+        assert hints[field.name] == _expected_state_type(field), field.name
+
+
+def test_the_table_has_the_declared_columns_in_order() -> None:
+    assert tuple(column.name for column in tasks.c) == ROW_COLUMN_NAMES == TASK_COLUMNS
+    for field in STATE_FIELDS:
+        assert tasks.c[field.name].nullable == field.nullable, field.name
+
+
+def test_the_bodies_accept_and_ignore_exactly_the_served_fields_a_client_may_not_set() -> None:
+    served = {field.name for field in SERVED_FIELDS}
+    for body in (TaskCreate, TaskReplace, TaskPatch):
+        settable = {name for name, info in body.model_fields.items() if not info.exclude}
+        ignored = {name for name, info in body.model_fields.items() if info.exclude}
+        assert settable | ignored == served, body.__name__
+        assert settable == {"title", "description", "due_at", "priority", "tags", "completed"}
+
+
+STATE = TaskState(
+    id="0193a5c4-0000-7000-8000-000000000001",
+    user_id="u",
+    title="Title",
+    description=None,
+    completed=True,
+    due_at=datetime(2031, 1, 1, tzinfo=UTC),
+    priority=2,
+    tags=("a", "B"),
+    created_at=datetime(2026, 1, 1, 0, 0, 0, 5, tzinfo=UTC),
+    updated_at=datetime(2026, 1, 2, tzinfo=UTC),
+    completed_at=datetime(2026, 1, 2, tzinfo=UTC),
+    deleted_at=None,
+    version=3,
+    last_seq=9,
+)
+
+
+def test_the_document_and_the_schema_serve_the_declared_fields_in_order() -> None:
+    document = orjson.loads(task_document(STATE).body)
+    names = [field.name for field in SERVED_FIELDS]
+    assert list(document) == names
+    assert list(TaskOut.model_fields) == names
+    assert TaskOut.model_validate(document).model_dump() == document
+    required = TaskOut.model_json_schema()["required"]
+    assert required == names  # every field present, null where it may be
+
+
+def test_the_row_has_a_value_per_column_with_the_folded_copies() -> None:
+    row = dict(zip(TASK_COLUMNS, task_values(STATE), strict=True))
+    assert (row["title_folded"], row["tags"], row["tags_folded"]) == (
+        "title",
+        ["a", "B"],
+        ["a", "b"],
+    )
+    assert row["description_folded"] is None
+    assert row["etag"] == '"3"'
+
+
+def test_the_events_fields_are_declared_once() -> None:
+    assert CSV_COLUMNS == EVENT_FIELD_NAMES
+    assert tuple(EventOut.model_fields) == EVENT_FIELD_NAMES
+    assert set(EVENT_FIELD_NAMES) == {field.name for field in dataclasses.fields(Event)}
