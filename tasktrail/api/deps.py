@@ -84,13 +84,6 @@ def require_own(principal: Principal, user_id: str) -> Principal:
     return principal
 
 
-async def current_user(user_id: str, principal: Authenticated) -> Principal:
-    return require_own(principal, user_id)
-
-
-CurrentUser = Annotated[Principal, Depends(current_user)]
-
-
 async def auditor(principal: Authenticated) -> Principal:
     """A token with the auditor role; the audit API is theirs alone."""
     if not principal.is_auditor:
@@ -107,13 +100,6 @@ def parse_task_id(task_id: str) -> str:
         return str(uuid.UUID(task_id))
     except ValueError:
         raise task_not_found(task_id) from None
-
-
-async def task_id_of(task_id: str, _: CurrentUser) -> str:
-    return parse_task_id(task_id)
-
-
-TaskId = Annotated[str, Depends(task_id_of)]
 
 
 def parse_entity_tags(header: str) -> list[tuple[bool, str]] | None:

@@ -9,11 +9,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import Engine
 from starlette.responses import Response
 
-from tasktrail.api.deps import CurrentUser, EngineDep, TaskId
+from tasktrail.api.auth import Principal
 from tasktrail.api.openapi import problems
 from tasktrail.api.problems import task_not_found
 from tasktrail.api.representation import events_response
-from tasktrail.api.routes.query import only_parameters
+from tasktrail.api.routes.query import OwnTask, own_task_with_only, own_user_with_only
 from tasktrail.api.schemas import EventOut
 from tasktrail.database import read_connection
 from tasktrail.events.types import Event
@@ -28,12 +28,14 @@ router = APIRouter(tags=["events"])
     response_model=list[EventOut],
     summary="A task's whole history, oldest first, also after deletion",
     responses=problems(401, 403, 404, 422, 503),
-    dependencies=[Depends(only_parameters())],
 )
-async def read_task_history(engine: EngineDep, user: CurrentUser, task_id: TaskId) -> Response:
-    history = await anyio.to_thread.run_sync(_history, engine, user.user_id, task_id)
+async def read_task_history(
+    request: Request, own: Annotated[OwnTask, Depends(own_task_with_only())]
+) -> Response:
+    engine: Engine = request.app.state.engine
+    history = await anyio.to_thread.run_sync(_history, engine, own.user.user_id, own.task_id)
     if not history:
-        raise task_not_found(task_id)
+        raise task_not_found(own.task_id)
     return events_response(history)
 
 
@@ -52,14 +54,13 @@ def _history(engine: Engine, user_id: str, task_id: str) -> list[Event]:
 )
 async def read_user_feed(
     request: Request,
-    engine: EngineDep,
-    user: CurrentUser,
-    _: Annotated[None, Depends(only_parameters("after", "limit"))],
+    user: Annotated[Principal, Depends(own_user_with_only("after", "limit"))],
     after: Annotated[
         int, Query(ge=0, le=2**63 - 1, description="a seq; events after it are returned")
     ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
 ) -> Response:
+    engine: Engine = request.app.state.engine
     page = await anyio.to_thread.run_sync(_feed, engine, user.user_id, after, limit)
     headers = {}
     if page.has_more:

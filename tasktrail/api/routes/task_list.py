@@ -10,12 +10,12 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import Engine
 from starlette.responses import Response
 
-from tasktrail.api.deps import CurrentUser
+from tasktrail.api.auth import Principal
 from tasktrail.api.openapi import problems
 from tasktrail.api.representation import task_list_response
 from tasktrail.api.routes.query import (
     AS_OF_DESCRIPTION,
-    only_parameters,
+    own_user_with_only,
     query_problem,
     query_text,
     query_timestamp,
@@ -61,8 +61,7 @@ _SORTS = ", ".join(f"{sign}{name}" for name in SortField for sign in ("", "-"))
 )
 async def list_user_tasks(
     request: Request,
-    user: CurrentUser,
-    _: Annotated[None, Depends(only_parameters(*_LIST_PARAMETERS))],
+    user: Annotated[Principal, Depends(own_user_with_only(*_LIST_PARAMETERS))],
     status: Annotated[
         StatusFilter,
         Query(description="all (default: every live task), pending, completed, or deleted"),

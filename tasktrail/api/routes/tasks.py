@@ -15,9 +15,6 @@ from sqlalchemy import Engine
 from starlette.responses import Response
 
 from tasktrail.api.deps import (
-    CurrentUser,
-    EngineDep,
-    TaskId,
     json_body,
     parse_entity_tags,
     read_body,
@@ -27,7 +24,12 @@ from tasktrail.api.deps import (
 from tasktrail.api.openapi import json_request_body, problems
 from tasktrail.api.problems import Problem, task_not_found
 from tasktrail.api.representation import task_response
-from tasktrail.api.routes.query import AS_OF_DESCRIPTION, only_parameters, query_timestamp
+from tasktrail.api.routes.query import (
+    AS_OF_DESCRIPTION,
+    OwnTask,
+    own_task_with_only,
+    query_timestamp,
+)
 from tasktrail.api.schemas import (
     CompletionSet,
     TaskCreate,
@@ -98,25 +100,24 @@ async def create_task(
     response_model=TaskOut,
     summary="Read one live task (or as it was at as_of)",
     responses=problems(304, 401, 403, 404, 422, 503),
-    dependencies=[Depends(only_parameters("as_of"))],
 )
 async def read_task(
     request: Request,
-    engine: EngineDep,
-    user: CurrentUser,
-    task_id: TaskId,
+    own: Annotated[OwnTask, Depends(own_task_with_only("as_of"))],
     as_of: Annotated[str | None, Query(description=AS_OF_DESCRIPTION)] = None,
     if_none_match: Annotated[
         str | None,
         Header(alias="If-None-Match", description="an ETag you hold; 304 while it is current"),
     ] = None,
 ) -> Response:
+    user_id, task_id = own.user.user_id, own.task_id
     instant = query_timestamp("as_of", as_of)
     if instant is None:
-        document = await _stored_document(request, user.user_id, task_id)
+        document = await _stored_document(request, user_id, task_id)
     else:
+        engine: Engine = request.app.state.engine
         document = await anyio.to_thread.run_sync(
-            _document_as_of, engine, user.user_id, task_id, instant
+            _document_as_of, engine, user_id, task_id, instant
         )
     if document is None:
         raise task_not_found(task_id)
