@@ -1,4 +1,8 @@
-"""The command handler on PostgreSQL's async pool: the same transaction in two round trips.
+"""The long way of a write on PostgreSQL's async pool: the same transaction in two round trips.
+
+A write first tries in_one_round_trip.py (decided on the unlocked row, applied by one database
+call); it comes here when that row moved meanwhile, when the row is not the fold of the log, or
+when a keyed write is refused and its key may hold an answer to replay.
 
 `handlers.handle` runs a write on a SQLAlchemy connection in a worker thread, one statement per
 round trip. This is the same work, in the same order and under the same lock, on the event loop
