@@ -7,8 +7,10 @@ command handler, then runs each scenario at each concurrency (a warm-up, then a 
 with a load client in a separate process, beside reference rows measured the same way: a bare
 FastAPI read of one task (the yardstick every ratio divides by), the same read as a sync route,
 pgbench running the service's create transaction, and an open-loop run (100 users at 1 request
-per second each, then one user alone). Prints a table, writes it as JSON and a chart, stops the
-servers and drops the database (also on Ctrl-C). See bench/README.md.
+per second each, then one user alone). Then runs `tasktrail projections verify` and `tasktrail
+audit verify` on what the load left (the exit status is 1 if either fails, or if any request
+failed). Prints a table, writes it as JSON and a chart, stops the servers and drops the database
+(also on Ctrl-C). See bench/README.md.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ from stack import (
     seed_in_parallel,
     task_ids_by_user,
     vacuum_analyze,
+    verify_after_run,
 )
 from stubserver import stub_server
 
@@ -570,6 +573,11 @@ def run(options: Options) -> tuple[dict[str, Any], list[list[Cell]], list[str]]:
             measure_client_ceiling(harness)
             for scenario in run_order(options):
                 run_scenario(harness, scenario, server, population, secret)
+        progress("checking the log and the read model the run left (projections and audit verify)")
+        meta["after_run_checks"] = [
+            dataclasses.asdict(check) | {"ok": check.ok}
+            for check in verify_after_run(database.url, secret)
+        ]
     # The server has stopped: its log is complete.
     meta["server_log"] = server_log_summary(log_path)
     meta["wall_seconds"] = round(time.monotonic() - began, 1)
@@ -722,6 +730,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     log = meta["server_log"]
     notes.append(f"Server log: lines by level {log['lines_by_level']}, 5xx {log['5xx_by_route']}.")
+    checks = meta["after_run_checks"]
+    notes.append(
+        "After the run: "
+        + "; ".join(
+            f"{check['command']}: exit {check['exit_code']} in {check['seconds']:g} s "
+            f"({check['last_line']})"
+            for check in checks
+        )
+        + "."
+    )
     judged = targets(cells, yardstick)
     png = options.out.with_suffix(".png")
     workers = f"{options.workers} worker{'s' if options.workers > 1 else ''}"
@@ -767,7 +785,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             verdict = "met   " if target.met else "MISSED"
             print(f"  {verdict} {target.name}: {target.measured}; target {target.goal}")
     print(f"\nwall time {meta['wall_seconds']} s; JSON {options.out}; chart {png}")
-    return 1 if any(cell.errors for cells_of_run in runs for cell in cells_of_run) else 0
+    errors = any(cell.errors for cells_of_run in runs for cell in cells_of_run)
+    broken = not all(check["ok"] for check in checks)
+    return 1 if errors or broken else 0
 
 
 if __name__ == "__main__":
