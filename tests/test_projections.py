@@ -110,6 +110,23 @@ def test_the_command_exits_1_naming_the_drift_and_0_when_clean(
     assert "1 of 6 tasks differ" in drifted.stdout
 
 
+def test_the_command_works_with_a_pool_of_one(
+    fresh_database_url: str, busy_user: Api, tmp_path: Path
+) -> None:
+    """It reads the log and the table side by side, on two connections: a service configured
+    with one (TASKTRAIL_POOL_SIZE=1) must not make the operator's check time out on the pool."""
+    clean = run_cli(
+        "projections",
+        "verify",
+        cwd=tmp_path,
+        TASKTRAIL_DATABASE_URL=fresh_database_url,
+        TASKTRAIL_POOL_SIZE="1",
+        TASKTRAIL_POOL_TIMEOUT="1",
+    )
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "matches the log: 6 tasks" in clean.stdout
+
+
 def test_a_hand_edited_document_or_etag_is_drift_that_a_rebuild_repairs(
     fresh_database_url: str, fresh_engine: Engine, busy_user: Api, tmp_path: Path
 ) -> None:

@@ -86,6 +86,9 @@ def projections_rebuild(
 def projections_verify() -> None:
     """Replay the log and diff it with the tasks table; exit 1 on any drift, naming it."""
     settings = load_settings()
+    # The log and the table are read side by side, on two connections, whatever the
+    # service's own pool size.
+    settings = settings.model_copy(update={"pool_size": max(settings.pool_size, 2)})
     engine = create_database_engine(settings)
     count = VerifyCount()
     drifts = 0
