@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.sql.expression import ClauseElement
 
@@ -51,7 +52,8 @@ _PROCESSED = re.compile(r"^number of transactions actually processed: (\d+)", re
 # What differs per transaction, in pgbench's SQL. `:name` is a pgbench variable: client_id is
 # pgbench's own, last_seq and head_hash come from the lock's RETURNING (\gset), ev_task_id and
 # ev_hash from the event insert's.
-USER = "('pgbench-u' || :client_id::text)"
+USER_PREFIX = "pgbench-u"
+USER = f"('{USER_PREFIX}' || :client_id::text)"
 NEXT_SEQ = "(:last_seq::bigint + 1)"
 HASH = "(md5(random()::text) || md5(random()::text))"  # 64 hex digits, like a sha256
 
@@ -132,6 +134,24 @@ def _sample_task() -> tuple[Event, dict[str, Any]]:
     state = fold([event])
     assert state is not None
     return event, inline.task_row(state)
+
+
+def remove_pgbench_rows(conninfo: str) -> int:
+    """Delete what pgbench wrote (its users' events, tasks and streams); returns the events.
+
+    Its rows have the service's shapes but not its content (random hashes, one task's data for
+    every task): they are a measure of PostgreSQL, not service writes, and the checks after a
+    run (`projections verify`, `audit verify`) are about what the service wrote.
+    """
+    pattern = USER_PREFIX + "%"
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=5) as conn, conn.transaction():
+        # The log refuses DELETE (a trigger); a superuser steps around it for this transaction
+        # only, as the tamper tests do. The benchmark's database is a scratch one of its own.
+        conn.execute("SET LOCAL session_replication_role = replica")
+        removed = conn.execute("DELETE FROM events WHERE user_id LIKE %s", (pattern,)).rowcount
+        conn.execute("DELETE FROM tasks WHERE user_id LIKE %s", (pattern,))
+        conn.execute("DELETE FROM user_streams WHERE user_id LIKE %s", (pattern,))
+    return removed
 
 
 def create_script() -> str:
