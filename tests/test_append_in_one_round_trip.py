@@ -47,6 +47,7 @@ from tasktrail.events.chain import (
     GENESIS_HASH,
     data_hash,
     event_hash,
+    fields_of,
     hash_template,
     hashed_fields,
     recompute_hash,
@@ -184,19 +185,7 @@ def test_postgres_hashes_every_event_type_as_the_service_does(
         assert recompute_hash(event) == event.hash
         assert data_hash(event.data) == event.data_hash
         # And by hand, as an auditor would: SHA-256 of the canonical JSON of the fields.
-        fields = hashed_fields(
-            user_id=event.user_id,
-            seq=event.seq,
-            task_id=event.task_id,
-            version=event.version,
-            type=event.type,
-            schema_version=event.schema_version,
-            data_hash=event.data_hash,
-            occurred_at=event.occurred_at,
-            actor=event.actor,
-            request_id=event.request_id,
-            prev_hash=event.prev_hash,
-        )
+        fields = fields_of(event)
         canonical = json.dumps(
             fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False
         ).encode()
@@ -221,15 +210,7 @@ def test_a_write_whose_task_moved_writes_nothing(
         completed=None,
         expected_versions=None,
     )
-    keep = AnswerToKeep(
-        key="k-moved",
-        fingerprint="f" * 64,
-        lifetime=timedelta(hours=24),
-        wait_ms=1000,
-        status_code=200,
-        headers={},
-        body=b"{}",
-    )
+    keep = answer_to_keep("k-moved", "f" * 64, 200, {}, b"{}")
 
     async def work(conn: AsyncConnection) -> None:
         decided = await decide_on_snapshot(conn, rename)
@@ -273,15 +254,7 @@ def test_a_keyed_write_whose_key_is_taken_gets_the_stored_answer(
 ) -> None:
     conninfo = conninfo_of(make_settings(postgres_url))
     user_id = new_user_id()
-    keep = AnswerToKeep(
-        key="k-taken",
-        fingerprint="a" * 64,
-        lifetime=timedelta(hours=24),
-        wait_ms=1000,
-        status_code=201,
-        headers={"etag": '"1"'},
-        body=b'{"first": true}',
-    )
+    keep = answer_to_keep("k-taken", "a" * 64, 201, {"etag": '"1"'}, b'{"first": true}')
 
     async def work(conn: AsyncConnection) -> Any:
         first = await decide_on_snapshot(conn, create(user_id, str(uuid.uuid4())))
@@ -358,6 +331,20 @@ def create(user_id: str, task_id: str) -> CreateTask:
         context=context(user_id),
         task_id=task_id,
         fields=TaskFields(title="t", description=None, due_at=None, priority=0, tags=()),
+    )
+
+
+def answer_to_keep(
+    key: str, fingerprint: str, status_code: int, headers: dict[str, str], body: bytes
+) -> AnswerToKeep:
+    return AnswerToKeep(
+        key=key,
+        fingerprint=fingerprint,
+        lifetime=timedelta(hours=24),
+        wait_ms=1000,
+        status_code=status_code,
+        headers=headers,
+        body=body,
     )
 
 

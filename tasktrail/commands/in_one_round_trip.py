@@ -32,7 +32,7 @@ from psycopg.types.json import Json, Jsonb
 from tasktrail.commands.decide import decide
 from tasktrail.commands.handlers import Clock, Outcome, system_clock
 from tasktrail.commands.types import Command, CreateTask
-from tasktrail.events.chain import GENESIS_HASH, hash_template, hashed_fields
+from tasktrail.events.chain import GENESIS_HASH, fields_of, hash_template
 from tasktrail.events.store import StreamHead, seal_events
 from tasktrail.events.types import Event, NewEvent
 from tasktrail.pg_pool import AsyncConnection, compile_statement
@@ -191,24 +191,7 @@ async def apply_decided(
 
 def _templates(events: Sequence[Event]) -> tuple[list[bytes], list[bytes], list[bytes]]:
     """Each event's canonical bytes around its `prev_hash` and `seq`, which the database fills."""
-    templates = [
-        hash_template(
-            hashed_fields(
-                user_id=event.user_id,
-                seq=event.seq,
-                task_id=event.task_id,
-                version=event.version,
-                type=event.type,
-                schema_version=event.schema_version,
-                data_hash=event.data_hash,
-                occurred_at=event.occurred_at,
-                actor=event.actor,
-                request_id=event.request_id,
-                prev_hash=event.prev_hash,
-            )
-        )
-        for event in events
-    ]
+    templates = [hash_template(fields_of(event)) for event in events]
     return (
         [template.before_prev_hash for template in templates],
         [template.before_seq for template in templates],

@@ -107,22 +107,25 @@ def hash_template(fields: dict[str, Any]) -> HashTemplate:
     )
 
 
-def recompute_hash(event: Event) -> str:
-    return event_hash(
-        hashed_fields(
-            user_id=event.user_id,
-            seq=event.seq,
-            task_id=event.task_id,
-            version=event.version,
-            type=event.type,
-            schema_version=event.schema_version,
-            data_hash=event.data_hash,
-            occurred_at=event.occurred_at,
-            actor=event.actor,
-            request_id=event.request_id,
-            prev_hash=event.prev_hash,
-        )
+def fields_of(event: Event) -> dict[str, Any]:
+    """The object an event's hash is taken over, from the event's own fields."""
+    return hashed_fields(
+        user_id=event.user_id,
+        seq=event.seq,
+        task_id=event.task_id,
+        version=event.version,
+        type=event.type,
+        schema_version=event.schema_version,
+        data_hash=event.data_hash,
+        occurred_at=event.occurred_at,
+        actor=event.actor,
+        request_id=event.request_id,
+        prev_hash=event.prev_hash,
     )
+
+
+def recompute_hash(event: Event) -> str:
+    return event_hash(fields_of(event))
 
 
 @dataclass(frozen=True, slots=True)
