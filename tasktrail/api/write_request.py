@@ -74,12 +74,7 @@ async def task_write(
     idempotency_key: KeyHeader = None,
     if_match: IfMatchHeader = None,
 ) -> TaskWrite:
-    require_own(principal, user_id)
-    refuse_unknown_parameters(request)
-    key = parse_key(idempotency_key)
-    return TaskWrite(
-        _context(request, principal), key, parse_task_id(task_id), expected_versions_of(if_match)
-    )
+    return _task_write(request, principal, user_id, task_id, idempotency_key, if_match)
 
 
 async def unconditional_task_write(
@@ -90,10 +85,23 @@ async def unconditional_task_write(
     idempotency_key: KeyHeader = None,
 ) -> TaskWrite:
     """A write on one task that takes no If-Match (restore)."""
-    require_own(principal, user_id)
-    refuse_unknown_parameters(request)
-    key = parse_key(idempotency_key)
-    return TaskWrite(_context(request, principal), key, parse_task_id(task_id), None)
+    return _task_write(request, principal, user_id, task_id, idempotency_key, None)
+
+
+def _task_write(
+    request: Request,
+    principal: Principal,
+    user_id: str,
+    task_id: str,
+    idempotency_key: str | None,
+    if_match: str | None,
+) -> TaskWrite:
+    """The checks in the contract's order, each after the one before it has passed."""
+    require_own(principal, user_id)  # 403
+    refuse_unknown_parameters(request)  # 422
+    key = parse_key(idempotency_key)  # 422
+    task = parse_task_id(task_id)  # 404
+    return TaskWrite(_context(request, principal), key, task, expected_versions_of(if_match))
 
 
 NewTaskWriteDep = Annotated[NewTaskWrite, Depends(new_task_write)]

@@ -50,8 +50,6 @@ _APPEND = (
     "%s, %s, %s, %s, %s, %s, %s, %s::text[], %s::jsonb[], %s::text[], "
     "%s::bytea[], %s::bytea[], %s::bytea[], %s::jsonb, %s, %s, %s, %s, %s, %s::json, %s)"
 )
-# Plain strings: the table's own column names are a str subclass that orjson does not take.
-_TASK_COLUMNS = tuple(str(name) for name in inline.TASK_COLUMNS)
 # A head to seal the events against before the database names the real one: their seq, links
 # and hashes are placeholders, and nothing of them is sent (see `_templates`).
 _PLACEHOLDER_HEAD_SEQ = 0
@@ -201,9 +199,7 @@ def _templates(events: Sequence[Event]) -> tuple[list[bytes], list[bytes], list[
 
 def _row_json(task: TaskState) -> str:
     """The task's row as `jsonb_populate_record` reads it (the database sets `last_seq`)."""
-    return orjson.dumps(
-        dict(zip(_TASK_COLUMNS, inline.task_values(task), strict=True)), default=_instant
-    ).decode()
+    return orjson.dumps(inline.task_row(task), default=_instant).decode()
 
 
 def _instant(value: object) -> str:
