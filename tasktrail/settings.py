@@ -49,6 +49,14 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = Field(
         10_000, ge=100, validation_alias="TASKTRAIL_STATEMENT_TIMEOUT_MS"
     )
+    # The live feed (Server-Sent Events): a comment every so many seconds keeps proxies from
+    # closing an idle stream; each user may hold this many streams per process; SQLite's
+    # streams learn of new events by polling this often (PostgreSQL's are woken by NOTIFY).
+    sse_heartbeat_seconds: float = Field(
+        15.0, gt=0, validation_alias="TASKTRAIL_SSE_HEARTBEAT_SECONDS"
+    )
+    sse_streams_per_user: int = Field(5, ge=1, validation_alias="TASKTRAIL_SSE_STREAMS_PER_USER")
+    sse_poll_seconds: float = Field(0.5, gt=0, validation_alias="TASKTRAIL_SSE_POLL_SECONDS")
 
     @field_validator("database_url")
     @classmethod

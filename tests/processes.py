@@ -9,6 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
@@ -39,11 +40,30 @@ def run_cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[st
     )
 
 
+@dataclass
+class Server:
+    """A `tasktrail serve` process: where it answers, where it logs, the process itself."""
+
+    base_url: str
+    log: Path
+    process: subprocess.Popen[bytes]
+
+    def stop(self, timeout: float = 15) -> int:
+        """SIGTERM, as a supervisor stops it; returns the exit code."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(f"serve did not stop within {timeout} s of SIGTERM") from None
+
+
 @contextmanager
-def served(cwd: Path, **env: str) -> Iterator[tuple[str, Path, int]]:
-    """`tasktrail serve` in a subprocess; yields its base URL, its log file and its pid."""
+def server_process(cwd: Path, **env: str) -> Iterator[Server]:
+    """`tasktrail serve` in a subprocess, answering /healthz; stopped (SIGTERM) at the end."""
     port = free_tcp_port()
-    log = cwd / "serve.log"
+    log = cwd / f"serve-{port}.log"
     with log.open("w") as stderr:
         process = subprocess.Popen(
             [sys.executable, "-m", "tasktrail", "serve", "--port", str(port)],
@@ -66,11 +86,19 @@ def served(cwd: Path, **env: str) -> Iterator[tuple[str, Path, int]]:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"serve did not answer within 30 s:\n{log.read_text()}")
                 time.sleep(0.1)
-            yield base_url, log, process.pid
+            yield Server(base_url, log, process)
         finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+@contextmanager
+def served(cwd: Path, **env: str) -> Iterator[tuple[str, Path, int]]:
+    """`tasktrail serve` in a subprocess; yields its base URL, its log file and its pid."""
+    with server_process(cwd, **env) as server:
+        yield server.base_url, server.log, server.process.pid

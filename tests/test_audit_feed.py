@@ -176,7 +176,9 @@ def test_a_reader_tailing_the_feed_sees_every_event_once_while_commits_land_out_
         seen.extend((event.user_id, event.seq) for event in page.events if event.user_id in users)
         if page.events:
             after = page.events[-1].position
-        elif finished:
+        elif finished and len(seen) >= len(users) * writes_each:
+            # Not at the first empty page: a transaction of another database of the cluster
+            # may hold the horizon back for a while (that delays events, it never skips one).
             break
         if all(not thread.is_alive() for thread in threads):
             done.set()

@@ -18,6 +18,12 @@ from tasktrail import __version__
 from tasktrail.api.auth import SharedSecret, TokenVerifier
 from tasktrail.api.head import HeadAsGetMiddleware
 from tasktrail.api.idempotency import purge_expired
+from tasktrail.api.live_feed import (
+    FeedHub,
+    end_streams_on_shutdown,
+    postgres_listener,
+    sqlite_poller,
+)
 from tasktrail.api.metrics import Metrics
 from tasktrail.api.openapi import finish_document
 from tasktrail.api.problems import install_problem_handlers
@@ -26,7 +32,7 @@ from tasktrail.api.routes import audit, events, health, task_list, tasks
 from tasktrail.api.routes import metrics as metrics_route
 from tasktrail.database import DatabaseUnavailable, create_database_engine
 from tasktrail.logs import configure_logging
-from tasktrail.pg_pool import AsyncPool
+from tasktrail.pg_pool import AsyncPool, conninfo_of
 from tasktrail.settings import Settings, load_settings, with_development_secret
 
 SWEEP_SECONDS = 600
@@ -65,6 +71,12 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     # PostgreSQL's hot path runs on the event loop through psycopg's async pool (pg_pool.py);
     # the rest, and everything on SQLite, runs on the sync engine in worker threads.
     pool = AsyncPool(settings) if settings.is_postgres else None
+    feed_hub = FeedHub(
+        postgres_listener(conninfo_of(settings), settings.connect_timeout)
+        if settings.is_postgres
+        else sqlite_poller(database, settings.sse_poll_seconds),
+        streams_per_user=settings.sse_streams_per_user,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -72,10 +84,12 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         # gets a thread gets a connection at once, and the rest wait in line for a thread
         # instead of timing out on the pool while forty threads share one GIL.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.pool_size + 2
+        end_streams_on_shutdown(feed_hub)
         async with anyio.create_task_group() as background:
             background.start_soon(sweep_idempotency_keys, database)
             yield
             background.cancel_scope.cancel()
+        await feed_hub.aclose()
         if pool is not None:
             await pool.close()
         if own_engine:
@@ -93,6 +107,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.engine = database
     app.state.pool = pool
     app.state.verifier = verifier
+    app.state.feed_hub = feed_hub
     app.state.metrics = metrics = Metrics(database, pool)
     install_problem_handlers(app)
     # The audit routes first: /api/audit/events must not be read as the feed of a user "audit".

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 
 from tasktrail.api.auth import AuthenticationError, Principal, TokenVerifier
+from tasktrail.api.media_types import wants_event_stream
 from tasktrail.api.problems import Problem, task_not_found
 from tasktrail.commands.types import ExpectedVersions
 
@@ -55,17 +56,49 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
+def query_or_bearer_token(request: Request) -> str:
+    """A live feed's token: a browser's `EventSource` cannot send headers, so it may come as
+    `?access_token=` (RFC 6750 §2.3) instead, but not both ways at once (§2)."""
+    query = request.query_params.get("access_token")
+    if query is None:
+        return bearer_token(request)
+    if "authorization" in request.headers:
+        raise Problem(
+            422,
+            "Send the token once: in the Authorization header or as access_token, not both.",
+            errors=[
+                {
+                    "loc": ["query", "access_token"],
+                    "msg": "the token is also in the Authorization header",
+                    "type": "value_error",
+                }
+            ],
+        )
+    if not query.strip() or " " in query.strip():
+        raise unauthorized("The access_token parameter is empty or malformed: send one token.")
+    return query.strip()
+
+
 class BearerAuthentication(HTTPBearer):
     """The token check, as the bearer scheme itself: one dependency, not two.
 
     Being an `HTTPBearer` declares the scheme in the OpenAPI document; its call parses the header
-    itself, so that each failure gets its own precise detail, and verifies the token.
+    itself, so that each failure gets its own precise detail, and verifies the token. With
+    `query_token`, a request for an event stream may carry the token in the query instead.
     """
+
+    def __init__(self, *, query_token: bool = False, **options: Any) -> None:
+        super().__init__(**options)
+        self.query_token = query_token
 
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
         verifier: TokenVerifier = request.app.state.verifier
+        if self.query_token and wants_event_stream(request):
+            token = query_or_bearer_token(request)
+        else:
+            token = bearer_token(request)
         try:
-            return verifier.verify(bearer_token(request))
+            return verifier.verify(token)
         except AuthenticationError as error:
             raise unauthorized(f"The token was refused: {error}.") from None
 
@@ -73,6 +106,13 @@ class BearerAuthentication(HTTPBearer):
 authenticated = BearerAuthentication(auto_error=False, bearerFormat="JWT", scheme_name="bearer")
 
 Authenticated = Annotated[Principal, Depends(authenticated)]
+
+# The live feed's: the same scheme (one entry in the OpenAPI document), and the query token.
+stream_authenticated = BearerAuthentication(
+    query_token=True, auto_error=False, bearerFormat="JWT", scheme_name="bearer"
+)
+
+StreamAuthenticated = Annotated[Principal, Depends(stream_authenticated)]
 
 
 def require_own(principal: Principal, user_id: str) -> Principal:

@@ -28,6 +28,8 @@ class HeadAsGetMiddleware:
         # In place, and put back after: the outer layers log and count the request as a HEAD
         # but see the route the GET matched.
         scope["method"] = "GET"
+        # A route that would stream without end (the live feed) answers a HEAD at once.
+        scope.setdefault("state", {})["is_head"] = True
         try:
             await self.app(scope, receive, without_body)
         finally:

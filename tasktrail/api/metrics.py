@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
@@ -69,7 +69,18 @@ class Metrics:
         self.events_appended = Counter(
             "tasktrail_events_appended", "Events appended to the log", registry=self.registry
         )
+        self.streams_open = Gauge(
+            "tasktrail_sse_streams_open",
+            "Live feed (Server-Sent Events) streams open now",
+            registry=self.registry,
+        )
         self.registry.register(PoolCollector(engine, pool))
+
+    def stream_opened(self) -> None:
+        self.streams_open.inc()
+
+    def stream_closed(self) -> None:
+        self.streams_open.dec()
 
     def observe_request(self, method: str, route: str | None, status: int, seconds: float) -> None:
         label = route or UNMATCHED_ROUTE

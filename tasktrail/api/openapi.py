@@ -22,6 +22,7 @@ _MEANINGS = {
     413: "The body is over 64 KiB",
     415: "The body is not sent as JSON",
     422: "The body, a parameter or a header fails validation",
+    429: "Too many live streams open for this user; retry after Retry-After seconds",
     503: "The database is unavailable or timed out; retry after Retry-After seconds",
 }
 
@@ -95,7 +96,7 @@ def finish_document(document: dict[str, Any]) -> None:
                 headers["X-Request-ID"] = _header("the request's id, as in the logs")
                 if status == "401":
                     headers["WWW-Authenticate"] = _header('Bearer error="invalid_token"')
-                elif status == "503":
+                elif status in ("429", "503"):
                     headers["Retry-After"] = _header("seconds to wait before retrying", "integer")
                 elif status == "304":
                     headers["ETag"] = _HEADERS["ETag"]

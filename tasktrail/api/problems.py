@@ -33,6 +33,7 @@ _TITLES = {
     413: "Payload too large",
     415: "Unsupported media type",
     422: "Request validation failed",
+    429: "Too many requests",
     500: "Internal server error",
     503: "Service unavailable",
 }
@@ -47,6 +48,7 @@ _SLUGS = {
     413: "payload-too-large",
     415: "unsupported-media-type",
     422: "validation",
+    429: "too-many-requests",
     500: "internal",
     503: "unavailable",
 }

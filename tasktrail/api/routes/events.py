@@ -5,15 +5,18 @@ from __future__ import annotations
 from typing import Annotated
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy import Engine
 from starlette.responses import Response
 
 from tasktrail.api.auth import Principal
+from tasktrail.api.deps import StreamAuthenticated, require_own
+from tasktrail.api.event_stream import event_stream_response
+from tasktrail.api.media_types import EVENT_STREAM, wants_event_stream
 from tasktrail.api.openapi import problems
-from tasktrail.api.problems import task_not_found
+from tasktrail.api.problems import Problem, task_not_found
 from tasktrail.api.representation import events_response
-from tasktrail.api.routes.query import OwnTask, own_task_with_only, own_user_with_only
+from tasktrail.api.routes.query import OwnTask, own_task_with_only, refuse_unknown_parameters
 from tasktrail.api.schemas import EventOut
 from tasktrail.database import read_connection
 from tasktrail.events.types import Event
@@ -21,6 +24,7 @@ from tasktrail.queries.feed import FeedPage, user_feed
 from tasktrail.queries.history import task_history
 
 router = APIRouter(tags=["events"])
+MAX_SEQ = 2**63 - 1
 
 
 @router.get(
@@ -44,22 +48,71 @@ def _history(engine: Engine, user_id: str, task_id: str) -> list[Event]:
         return task_history(conn, user_id, task_id)
 
 
+FEED_DESCRIPTION = """\
+Every event of the user in `seq` order (1, 2, 3... without gaps). Page with `after` (the last `seq`
+seen) or follow the `Link: rel="next"` header.
+
+With `Accept: text/event-stream` it is a live Server-Sent Events stream: the events after `after`
+(or after the `Last-Event-ID` header, which wins), then each new event as it commits. Each message
+has `id:` the event's `seq`, `event:` its type and `data:` the event as this feed serves it. A
+comment (`: heartbeat`) comes every 15 seconds of silence. A browser's `EventSource`, which cannot
+send headers, may give the token as `access_token` (this route only, and for the stream only).
+Each user may hold a few streams at once per server process (`TASKTRAIL_SSE_STREAMS_PER_USER`,
+5): past that, 429 with `Retry-After`.
+"""
+
+
+async def feed_reader(request: Request, principal: StreamAuthenticated, user_id: str) -> Principal:
+    """The token's own user (from the query too, for a stream); the parameters of each form."""
+    require_own(principal, user_id)
+    allowed = ("after", "access_token") if wants_event_stream(request) else ("after", "limit")
+    refuse_unknown_parameters(request, allowed)
+    return principal
+
+
 @router.get(
     "/api/{user_id}/events",
     response_model=list[EventOut],
-    summary="The user's change feed, oldest first",
-    description="Every event of the user in `seq` order (1, 2, 3... without gaps). Page with "
-    '`after` (the last `seq` seen) or follow the `Link: rel="next"` header.',
-    responses=problems(401, 403, 422, 503),
+    summary="The user's change feed, oldest first; live with Accept: text/event-stream",
+    description=FEED_DESCRIPTION,
+    responses={
+        200: {
+            "content": {
+                "application/json": {},
+                EVENT_STREAM: {"schema": {"type": "string"}},
+            }
+        },
+        **problems(401, 403, 422, 429, 503),
+    },
 )
 async def read_user_feed(
     request: Request,
-    user: Annotated[Principal, Depends(own_user_with_only("after", "limit"))],
+    user: Annotated[Principal, Depends(feed_reader)],
     after: Annotated[
-        int, Query(ge=0, le=2**63 - 1, description="a seq; events after it are returned")
+        int, Query(ge=0, le=MAX_SEQ, description="a seq; events after it are returned")
     ] = 0,
-    limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
+    limit: Annotated[
+        int, Query(ge=1, le=1000, description="page size (not with text/event-stream)")
+    ] = 100,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description="text/event-stream only: the last `seq` received; the stream resumes "
+            "after it (a browser sends it when it reconnects)",
+        ),
+    ] = None,
+    access_token: Annotated[
+        str | None,
+        Query(
+            description="text/event-stream only: the bearer token, for clients that cannot "
+            "send an Authorization header (never logged)"
+        ),
+    ] = None,
 ) -> Response:
+    if wants_event_stream(request):
+        start = after if not last_event_id else _seq_of_last_event_id(last_event_id)
+        return await event_stream_response(request, user.user_id, start)
     engine: Engine = request.app.state.engine
     page = await anyio.to_thread.run_sync(_feed, engine, user.user_id, after, limit)
     headers = {}
@@ -67,6 +120,23 @@ async def read_user_feed(
         next_url = request.url.include_query_params(after=page.events[-1].seq, limit=limit)
         headers["Link"] = f'<{next_url}>; rel="next"'
     return events_response(page.events, headers)
+
+
+def _seq_of_last_event_id(value: str) -> int:
+    text = value.strip()
+    if text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_SEQ:
+        return int(text)
+    raise Problem(
+        422,
+        "Fix the Last-Event-ID header: it must be the seq of an event this feed sent.",
+        errors=[
+            {
+                "loc": ["header", "Last-Event-ID"],
+                "msg": f"must be an integer from 0 to {MAX_SEQ}",
+                "type": "value_error",
+            }
+        ],
+    )
 
 
 def _feed(engine: Engine, user_id: str, after: int, limit: int) -> FeedPage:

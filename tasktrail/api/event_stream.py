@@ -1,0 +1,161 @@
+"""The user's feed as Server-Sent Events: replay after a `seq`, then each event as it commits.
+
+Each SSE message is one event: `id:` its `seq` (what a browser sends back as `Last-Event-ID`),
+`event:` its type and `data:` the event exactly as the JSON feed serves it (keys sorted, one
+line). The stream reads the log itself, after the last `seq` it sent, whenever the live feed hub
+rings (live_feed.py) and at every heartbeat. A user's events commit in `seq` order (each write
+holds the user's stream row until it commits), so the events after `seq` N that a read finds are
+N+1, N+2... without holes; the stream still sends only the run that follows its last `seq`
+without a gap, so that a hole, if one could ever appear, would be waited out and never skipped.
+A client that reconnects with `Last-Event-ID` therefore misses nothing and gets nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import anyio.to_thread
+import orjson
+import structlog
+from fastapi import Request
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+from starlette.responses import Response, StreamingResponse
+
+from tasktrail.api.live_feed import FeedHub, ShuttingDown, Subscription, TooManyStreams
+from tasktrail.api.media_types import EVENT_STREAM
+from tasktrail.api.metrics import Metrics
+from tasktrail.api.problems import Problem
+from tasktrail.api.representation import event_body
+from tasktrail.database import DatabaseUnavailable, read_connection
+from tasktrail.events.types import Event
+from tasktrail.queries.feed import FeedPage, user_feed
+
+PAGE = 500  # events per read while catching up
+# How soon a browser should come back after the stream ends (a restart, a shutdown), in ms.
+RECONNECT_MS = 1000
+HEARTBEAT = b": heartbeat\n\n"
+GAP_PAUSE_SECONDS = 0.05
+STREAM_HEADERS = {
+    "Cache-Control": "no-cache",
+    # nginx buffers proxied responses unless told not to; a buffered event stream is no stream.
+    "X-Accel-Buffering": "no",
+}
+STREAMS_RETRY_AFTER_SECONDS = "5"
+_log = structlog.get_logger("tasktrail.event_stream")
+
+
+def message(event: Event) -> bytes:
+    data = orjson.dumps(event_body(event), option=orjson.OPT_SORT_KEYS)
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.seq, event.type.encode(), data)
+
+
+async def event_stream_response(request: Request, user_id: str, after: int) -> Response:
+    """Open the stream: 429 past the user's limit, 503 when the first read fails; then stream."""
+    hub: FeedHub = request.app.state.feed_hub
+    if request.scope.get("state", {}).get("is_head"):
+        # HEAD: the GET's status and headers, and no stream that would never end.
+        return Response(media_type=EVENT_STREAM, headers=STREAM_HEADERS)
+    try:
+        subscription = hub.subscribe(user_id)
+    except TooManyStreams:
+        raise Problem(
+            429,
+            f"This user already has {request.app.state.settings.sse_streams_per_user} live "
+            "streams open here; close one, or retry later.",
+            headers={"Retry-After": STREAMS_RETRY_AFTER_SECONDS},
+        ) from None
+    except ShuttingDown:
+        raise Problem(
+            503, "The service is shutting down; reconnect.", headers={"Retry-After": "1"}
+        ) from None
+    engine: Engine = request.app.state.engine
+    try:
+        # Subscribed first, read second: a write that commits during this read rings the bell.
+        first = await _read(engine, user_id, after)
+    except BaseException:
+        hub.unsubscribe(subscription)
+        raise
+    stream = _messages(
+        hub,
+        subscription,
+        engine,
+        request.app.state.metrics,
+        after=after,
+        first=first,
+        heartbeat=request.app.state.settings.sse_heartbeat_seconds,
+    )
+    return StreamingResponse(stream, media_type=EVENT_STREAM, headers=STREAM_HEADERS)
+
+
+async def _messages(
+    hub: FeedHub,
+    subscription: Subscription,
+    engine: Engine,
+    metrics: Metrics,
+    *,
+    after: int,
+    first: FeedPage,
+    heartbeat: float,
+) -> AsyncIterator[bytes]:
+    metrics.stream_opened()
+    try:
+        yield b"retry: %d\n\n" % RECONNECT_MS
+        last = after
+        page: FeedPage | None = first
+        while not subscription.closed:
+            if page is not None:
+                sent, gap = _run_after(last, page.events)
+                for event in sent:
+                    yield message(event)
+                if sent:
+                    last = sent[-1].seq
+                if gap:
+                    await asyncio.sleep(GAP_PAUSE_SECONDS)
+                if page.has_more or gap:
+                    page = await _read_or_none(engine, subscription.user_id, last)
+                    continue
+            rung = await subscription.wait(heartbeat)
+            if subscription.closed:
+                break
+            if not rung:
+                yield HEARTBEAT
+            # Read on every heartbeat too: a wake-up lost with a dropped listening connection
+            # delays an event by one heartbeat at most.
+            subscription.clear()
+            page = await _read_or_none(engine, subscription.user_id, last)
+    finally:
+        hub.unsubscribe(subscription)
+        metrics.stream_closed()
+
+
+def _run_after(last: int, events: list[Event]) -> tuple[list[Event], bool]:
+    """The events that follow `last` without a hole, and whether a hole cut the page short."""
+    expected = last + 1
+    for index, event in enumerate(events):
+        if event.seq != expected:
+            return events[:index], True
+        expected += 1
+    return events, False
+
+
+async def _read(engine: Engine, user_id: str, after: int) -> FeedPage:
+    return await anyio.to_thread.run_sync(_feed, engine, user_id, after)
+
+
+async def _read_or_none(engine: Engine, user_id: str, after: int) -> FeedPage | None:
+    """A read during the stream; an outage keeps the stream open (with its heartbeats) and is
+    read past later, since a browser's EventSource does not reconnect after a 503."""
+    try:
+        return await _read(engine, user_id, after)
+    except (DatabaseUnavailable, DBAPIError) as error:
+        # The driver's message only: the statement's parameters stay out of the log.
+        reason = str(getattr(error, "orig", None) or error).strip()
+        _log.warning("live feed read failed; retrying at the next heartbeat", error=reason)
+        return None
+
+
+def _feed(engine: Engine, user_id: str, after: int) -> FeedPage:
+    with read_connection(engine) as conn:
+        return user_feed(conn, user_id, after=after, limit=PAGE)

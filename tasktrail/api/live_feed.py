@@ -1,0 +1,256 @@
+"""Who is watching whose feed, and what wakes them: one watcher per process, fanned out in memory.
+
+A live feed (`GET /api/{user_id}/events` as Server-Sent Events) subscribes here and sleeps until
+its user's head moves. Nothing is pushed through this module but "user X wrote": each stream then
+reads its own events after the last `seq` it sent, from the database, in a short query that holds
+a pooled connection only while it runs. So a wake-up that is lost, doubled or early costs at most
+one query, never an event missed or sent twice.
+
+What wakes the streams:
+- On PostgreSQL, one `LISTEN tasktrail_feed` connection per process, of its own (never one of the
+  request pool, never one per client). A trigger notifies the user id at commit (migration 0011),
+  so writes of every process and of the CLI wake every process's streams. When that connection is
+  lost, it is opened again with a growing pause, and every stream is woken once it is back: what
+  committed meanwhile is read then.
+- On SQLite, which has no NOTIFY, one poll per process of the watched users' heads
+  (`user_streams.last_seq`) every `TASKTRAIL_SSE_POLL_SECONDS`.
+
+The watcher starts with the first subscription, so a process that serves no stream opens no
+extra connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import Callable, Coroutine
+from types import FrameType
+from typing import Any
+
+import anyio.to_thread
+import psycopg
+import structlog
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import DBAPIError
+
+from tasktrail.database import DatabaseUnavailable, read_connection
+from tasktrail.schema import user_streams
+
+FEED_CHANNEL = "tasktrail_feed"  # the channel of migration 0011's trigger
+# How long the listening connection may stay silent before it is asked whether it still lives:
+# a dead peer (a partition, a frozen server) sends no error, only silence.
+LISTEN_CHECK_SECONDS = 30.0
+RECONNECT_PAUSES = (0.5, 1.0, 2.0, 5.0)
+_log = structlog.get_logger("tasktrail.live_feed")
+
+
+class TooManyStreams(Exception):
+    """The user already has as many open streams as this process allows."""
+
+
+class ShuttingDown(Exception):
+    """The process is stopping: no new stream."""
+
+
+class Subscription:
+    """One open stream's doorbell: `wait` returns when its user wrote, or the process stops."""
+
+    __slots__ = ("_bell", "closed", "user_id")
+
+    def __init__(self, user_id: str) -> None:
+        self.user_id = user_id
+        self.closed = False
+        self._bell = asyncio.Event()
+
+    def ring(self) -> None:
+        self._bell.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._bell.set()
+
+    def clear(self) -> None:
+        """Before a read: a write that commits during the read rings again, so none is lost."""
+        self._bell.clear()
+
+    async def wait(self, seconds: float) -> bool:
+        """True when rung within `seconds`, False when they passed in silence."""
+        try:
+            async with asyncio.timeout(seconds):
+                await self._bell.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+Watcher = Callable[["FeedHub"], Coroutine[Any, Any, None]]
+
+
+class FeedHub:
+    def __init__(self, watcher: Watcher, *, streams_per_user: int) -> None:
+        self._watcher = watcher
+        self._streams_per_user = streams_per_user
+        self._by_user: dict[str, set[Subscription]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    @property
+    def open_streams(self) -> int:
+        return sum(len(streams) for streams in self._by_user.values())
+
+    def watched_users(self) -> list[str]:
+        return list(self._by_user)
+
+    def subscribe(self, user_id: str) -> Subscription:
+        if self._stopping:
+            raise ShuttingDown
+        streams = self._by_user.setdefault(user_id, set())
+        if len(streams) >= self._streams_per_user:
+            raise TooManyStreams
+        subscription = Subscription(user_id)
+        streams.add(subscription)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._watch())
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        streams = self._by_user.get(subscription.user_id)
+        if streams is None:
+            return
+        streams.discard(subscription)
+        if not streams:
+            del self._by_user[subscription.user_id]
+
+    def wake(self, user_id: str) -> None:
+        for subscription in self._by_user.get(user_id, ()):
+            subscription.ring()
+
+    def wake_all(self) -> None:
+        for streams in self._by_user.values():
+            for subscription in streams:
+                subscription.ring()
+
+    def stop_streams(self) -> None:
+        """The process is shutting down: every stream ends now, so that none holds it up."""
+        self._stopping = True
+        for streams in self._by_user.values():
+            for subscription in streams:
+                subscription.close()
+
+    async def aclose(self) -> None:
+        self.stop_streams()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _watch(self) -> None:
+        try:
+            await self._watcher(self)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - logged with its traceback, and streams carry on
+            # A bug in a watcher must not leave streams asleep forever: they fall back to their
+            # heartbeat reads (see the route) and the next subscription starts a new watcher.
+            _log.exception("live feed watcher failed")
+            self.wake_all()
+
+
+def postgres_listener(conninfo: str, connect_timeout: int) -> Watcher:
+    async def listen(hub: FeedHub) -> None:
+        failures = 0
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    conninfo, autocommit=True, connect_timeout=connect_timeout
+                )
+            except psycopg.Error as error:
+                failures += 1
+                _log.warning("live feed cannot listen; retrying", error=str(error).strip())
+                await asyncio.sleep(RECONNECT_PAUSES[min(failures, len(RECONNECT_PAUSES)) - 1])
+                continue
+            try:
+                async with conn:
+                    await conn.execute(f"LISTEN {FEED_CHANNEL}")
+                    if failures:
+                        _log.info("live feed listening again")
+                    failures = 0
+                    hub.wake_all()  # what committed while no one listened is read now
+                    await _relay(conn, hub, connect_timeout)
+            except (psycopg.Error, TimeoutError) as error:
+                failures += 1
+                _log.warning("live feed lost its connection; retrying", error=str(error).strip())
+                await asyncio.sleep(RECONNECT_PAUSES[min(failures, len(RECONNECT_PAUSES)) - 1])
+
+    return listen
+
+
+async def _relay(conn: psycopg.AsyncConnection[Any], hub: FeedHub, check_timeout: float) -> None:
+    while True:
+        async for notification in conn.notifies(timeout=LISTEN_CHECK_SECONDS):
+            hub.wake(notification.payload)
+        # Silence: make sure it is not a dead connection's silence.
+        async with asyncio.timeout(check_timeout):
+            await conn.execute("SELECT 1")
+
+
+def sqlite_poller(engine: Engine, seconds: float) -> Watcher:
+    async def poll(hub: FeedHub) -> None:
+        heads: dict[str, int] = {}
+        while True:
+            users = hub.watched_users()
+            if users:
+                try:
+                    now = await anyio.to_thread.run_sync(_heads, engine, users)
+                except (DatabaseUnavailable, DBAPIError) as error:
+                    _log.warning("live feed poll failed; retrying", error=str(error))
+                else:
+                    for user_id, last_seq in now.items():
+                        if heads.get(user_id) != last_seq:
+                            hub.wake(user_id)
+                    heads = now
+            await asyncio.sleep(seconds)
+
+    return poll
+
+
+def _heads(engine: Engine, users: list[str]) -> dict[str, int]:
+    with read_connection(engine) as conn:
+        rows = conn.execute(
+            select(user_streams.c.user_id, user_streams.c.last_seq).where(
+                user_streams.c.user_id.in_(users)
+            )
+        ).all()
+    return {row.user_id: row.last_seq for row in rows}
+
+
+def end_streams_on_shutdown(hub: FeedHub) -> None:
+    """Make SIGTERM and SIGINT end the open streams before uvicorn waits for its connections.
+
+    uvicorn stops on these signals by waiting for every open response to finish, and a live feed
+    never finishes by itself: without this, each shutdown would wait out
+    `timeout_graceful_shutdown` and then cancel. The signal handler uvicorn installed is kept and
+    called after ours. Only the main thread may set signal handlers: elsewhere (an app served
+    from a thread, as in tests) this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(signum)
+
+        def handler(
+            received: int,
+            frame: FrameType | None,
+            previous: Any = previous,
+        ) -> None:
+            loop.call_soon_threadsafe(hub.stop_streams)
+            if callable(previous):
+                previous(received, frame)
+            else:  # no server's handler: let the signal do what it did before
+                signal.signal(received, previous)
+                signal.raise_signal(received)
+
+        signal.signal(signum, handler)
