@@ -21,6 +21,7 @@ from tasktrail.api.idempotency import purge_expired
 from tasktrail.api.live_feed import (
     FeedHub,
     end_streams_on_shutdown,
+    postgres_announcer,
     postgres_listener,
     sqlite_poller,
 )
@@ -75,6 +76,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         postgres_listener(conninfo_of(settings), settings.connect_timeout)
         if settings.is_postgres
         else sqlite_poller(database, settings.sse_poll_seconds),
+        announcer=None if pool is None else postgres_announcer(pool),
         streams_per_user=settings.sse_streams_per_user,
     )
 

@@ -38,6 +38,7 @@ from tasktrail.api.idempotency import (
     still_running,
     stored_replay,
 )
+from tasktrail.api.live_feed import FeedHub
 from tasktrail.api.metrics import Metrics
 from tasktrail.api.problems import Problem
 from tasktrail.commands import handlers
@@ -74,6 +75,9 @@ async def run_write(
         )
     metrics: Metrics = state.metrics
     metrics.events_appended.inc(appended)  # counted once committed
+    if appended:
+        hub: FeedHub = state.feed_hub
+        hub.announce(command.context.user_id)  # live feeds, after the COMMIT
     return response
 
 
