@@ -157,7 +157,21 @@ def test_a_refused_token_is_401_naming_the_failed_check(
     assert_unauthorized(response, pattern)
 
 
-BAD_SUBJECTS: list[Any] = ["", "u" * 129, "a b", "audit", ".", "..", "user/1", "usér", 42, ["u1"]]
+BAD_SUBJECTS: list[Any] = [
+    "",
+    "u" * 129,
+    "a b",
+    "audit",
+    ".",
+    "..",
+    "user/1",
+    "usér",
+    42,
+    ["u1"],
+    "alice\n",  # `$` matched before a final newline: it passed, and slipped past "audit\n"
+    "audit\n",
+    "alice\r",
+]
 BAD_SUBJECT_IDS = [
     "empty",
     "129-characters",
@@ -169,6 +183,9 @@ BAD_SUBJECT_IDS = [
     "non-ascii",
     "a-number",
     "a-list",
+    "trailing-newline",
+    "reserved-with-newline",
+    "trailing-return",
 ]
 
 

@@ -153,8 +153,30 @@ def test_a_stale_if_match_is_412_and_changes_nothing(
 
 @pytest.mark.parametrize(
     ("if_match", "status"),
-    [('W/"1"', 412), ("1", 412), ("garbage", 412), ("*", 200), ('"7", "1"', 200)],
-    ids=["weak", "unquoted", "garbage", "star", "list"],
+    [
+        ('W/"1"', 412),
+        ("1", 412),
+        ("garbage", 412),
+        ("*", 200),
+        ('"7", "1"', 200),
+        ('"01"', 412),  # not "1": strong comparison is of the exact text
+        ('"1 "', 412),
+        ('"+1"', 412),
+        ('"' + "9" * 5000 + '"', 412),  # past int()'s digit limit: was a 500
+        ('"' + "0" * 4999 + '1"', 412),
+    ],
+    ids=[
+        "weak",
+        "unquoted",
+        "garbage",
+        "star",
+        "list",
+        "leading-zero",
+        "space",
+        "plus",
+        "many-digits",
+        "many-zeros",
+    ],
 )
 def test_if_match_compares_strongly(api: Api, if_match: str, status: int) -> None:
     """If-Match uses the strong comparison: a weak or unparsable tag never matches, `*` does."""
@@ -164,6 +186,15 @@ def test_if_match_compares_strongly(api: Api, if_match: str, status: int) -> Non
     )
     assert response.status_code == status, response.text
     assert current(api, task_id)["version"] == (2 if status == 200 else 1)
+
+
+@pytest.mark.parametrize("tag", [b'"\xb2"', b'"\xd9\xa3"', b'"1\xb9"'])
+def test_if_match_with_digits_that_are_not_ascii_is_412(api: Api, tag: bytes) -> None:
+    """Latin-1 superscripts pass str.isdigit() and then fail int(): that was a 500."""
+    task_id = api.create()["id"]
+    response = api.request("PATCH", f"/{task_id}", json={"priority": 1}, headers={"If-Match": tag})
+    assert_problem(response, 412)
+    assert api.get(task_id).json()["priority"] == 0
 
 
 def test_delete_with_the_current_if_match_is_204(api: Api) -> None:

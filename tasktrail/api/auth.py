@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import jwt
 
-USER_ID_PATTERN = re.compile(r"^[A-Za-z0-9._@:-]{1,128}$")
+USER_ID_PATTERN = re.compile(r"[A-Za-z0-9._@:-]{1,128}")
 RESERVED_USER_IDS = frozenset({"audit", ".", ".."})
 AUDITOR_ROLE = "auditor"
 # Tokens kept verified per process: a few MB at most, and more distinct live tokens than one
@@ -29,7 +29,8 @@ VERIFIED_TOKENS_KEPT = 4096
 
 
 def is_valid_user_id(value: str) -> bool:
-    return bool(USER_ID_PATTERN.match(value)) and value not in RESERVED_USER_IDS
+    # fullmatch: with match and `$`, "alice\n" passed (`$` matches before a final newline).
+    return bool(USER_ID_PATTERN.fullmatch(value)) and value not in RESERVED_USER_IDS
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,7 @@ M = TypeVar("M", bound=BaseModel)
 MAX_BODY_BYTES = 64 * 1024
 _WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 _ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*')
+_VERSION_TAG = re.compile(r"[1-9][0-9]{0,17}")  # a version: 1 to 10^18 - 1, as str(int) spells it
 
 
 async def get_engine(request: Request) -> Engine:
@@ -170,7 +171,11 @@ def expected_versions_of(header: str | None) -> ExpectedVersions:
     tags = parse_entity_tags(header)
     if tags is None:
         return None  # `*`: any current version of an existing task
-    return frozenset(int(value) for weak, value in tags if not weak and value.isdigit())
+    # Compared as text, strongly (RFC 9110 §8.8.3.2): only the exact spelling of a version an
+    # ETag could carry ("7", never "07", "²" or five thousand digits) names one.
+    return frozenset(
+        int(value) for weak, value in tags if not weak and _VERSION_TAG.fullmatch(value)
+    )
 
 
 def _is_json(content_type: str | None) -> bool:
