@@ -60,6 +60,7 @@ def _postgres_engine(url: URL, settings: Settings) -> Engine:
     return create_engine(
         url,
         **_JSON_CODEC,
+        hide_parameters=True,  # an error's text is logged: task titles must not be in it
         pool_size=settings.pool_size,
         max_overflow=0,  # bounded: TASKTRAIL_POOL_SIZE connections per process, never more
         pool_timeout=settings.pool_timeout,
@@ -76,6 +77,7 @@ def _sqlite_engine(url: URL, settings: Settings) -> Engine:
     engine = create_engine(
         url,
         **_JSON_CODEC,
+        hide_parameters=True,  # an error's text is logged: task titles must not be in it
         pool_size=settings.pool_size,
         max_overflow=0,
         pool_timeout=settings.pool_timeout,

@@ -199,3 +199,10 @@ def test_after_zero_reads_from_the_start_like_the_user_feed(client: TestClient, 
         search(client, user_id=api.user_id, after=0).json()
         == search(client, user_id=api.user_id).json()
     )
+
+
+def test_a_user_id_filter_with_a_nul_byte_is_422(client: TestClient) -> None:
+    """PostgreSQL's text cannot hold U+0000: the driver refused it and the search was a 500."""
+    response = search(client, user_id="a\x00b")
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["loc"] == ["query", "user_id"]

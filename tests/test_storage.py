@@ -483,3 +483,15 @@ def test_postgresql_connections_have_timeouts(postgres_engine: Engine, setting: 
     with postgres_engine.connect() as conn:
         value = conn.exec_driver_sql(f"SHOW {setting}").scalar()
     assert value not in (None, "0")
+
+
+def test_a_database_error_does_not_carry_the_statement_parameters(engine: Engine) -> None:
+    """Errors end up in the log (a 500's traceback, a retry's warning): task titles and
+    descriptions must not travel with them."""
+    secret_title = "my diagnosis, which the log must never hold"
+    with pytest.raises(exc.DBAPIError) as raised, engine.connect() as conn:
+        conn.execute(
+            text("SELECT * FROM no_such_table WHERE title = :title"), {"title": secret_title}
+        )
+    assert secret_title not in str(raised.value)
+    assert "hidden due to hide_parameters" in str(raised.value)

@@ -497,3 +497,10 @@ def test_the_cli_refuses_a_malformed_expected_head_with_exit_2(tmp_path: Path) -
     assert result.returncode == 2, result.stdout + result.stderr
     assert "--expected-head" in result.stderr
     assert not (tmp_path / "never-opened.db").exists()
+
+
+@pytest.mark.parametrize("user_id", ["a%00b", "x" * 129, "audit%0A"])
+def test_verify_of_a_path_that_is_no_user_id_is_422(client: TestClient, user_id: str) -> None:
+    """A NUL byte in the path was a 500 on PostgreSQL (its text cannot hold one)."""
+    body = assert_problem(verify(client, user_id), 422)
+    assert [error["loc"] for error in body["errors"]] == [["path", "user_id"]]

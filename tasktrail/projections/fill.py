@@ -208,6 +208,7 @@ def _work(job: dict[str, Any]) -> None:
     engine = create_engine(
         job["url"],
         poolclass=NullPool,
+        hide_parameters=True,
         connect_args={
             "application_name": "tasktrail-rebuild",
             "connect_timeout": _CONNECT_TIMEOUT_SECONDS,

@@ -12,10 +12,17 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy import Engine
 from starlette.responses import Response, StreamingResponse
 
+from tasktrail.api.auth import is_valid_user_id
 from tasktrail.api.deps import Auditor, EngineDep
 from tasktrail.api.openapi import problems
+from tasktrail.api.problems import Problem
 from tasktrail.api.representation import event_body, events_response, json_response
-from tasktrail.api.routes.query import only_parameters_of, query_problem, query_timestamp
+from tasktrail.api.routes.query import (
+    only_parameters_of,
+    query_problem,
+    query_text,
+    query_timestamp,
+)
 from tasktrail.api.schemas import EventOut, VerifyOut
 from tasktrail.database import read_connection, snapshot_connection
 from tasktrail.events.chain import ChainReport, RecordedHead
@@ -51,6 +58,13 @@ async def verify_chain_of_user(
         str | None, Query(description="SEQ:HASH, a head recorded earlier outside the database")
     ] = None,
 ) -> Response:
+    if not is_valid_user_id(user_id):
+        # No chain can belong to it; and text with a NUL byte cannot even be sent to PostgreSQL.
+        raise Problem(
+            422,
+            "Fix the path: the user id is 1 to 128 of A-Z a-z 0-9 . _ - @ :.",
+            errors=[{"loc": ["path", "user_id"], "msg": "not a user id", "type": "value_error"}],
+        )
     expected = None
     if expected_head is not None:
         try:
@@ -118,7 +132,7 @@ async def search_events(
         except ValueError:
             raise query_problem("task_id", "it must be a task id (a UUID)") from None
     search = AuditFilter(
-        user_id=user_id,
+        user_id=None if user_id is None else query_text("user_id", user_id, max_length=128),
         task_id=task_id,
         types=tuple(kind.value for kind in type or ()),
         since=query_timestamp("since", since),
