@@ -9,12 +9,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from tasktrail.commands import handlers
 from tasktrail.commands.types import CommandContext, CreateTask, TaskFields
 from tasktrail.database import write_transaction
-from tests.conftest import Api
+from tests.conftest import Api, auth
 
 PROBLEM_JSON = "application/problem+json"
 _NEXT_LINK = re.compile(r'^<([^>]+)>; rel="next"$')
@@ -191,6 +192,31 @@ def test_a_limit_equal_to_the_count_gives_no_link(api: Api) -> None:
     assert response.status_code == 200
     assert len(response.json()) == 3
     assert "link" not in response.headers
+
+
+def test_every_next_link_is_relative_and_ignores_the_host_header(
+    client: TestClient, api: Api
+) -> None:
+    """A `Link` built from `Host` would point a client (or a cache) at whatever host the request
+    named: the targets are relative references."""
+    for n in range(3):
+        api.create(title=f"task {n}")
+    evil = {**auth(api.user_id), "Host": "evil.example"}
+    auditor = {**auth("an-auditor", role="auditor"), "Host": "evil.example"}
+    pages = [
+        client.get(f"/api/{api.user_id}/tasks", params={"limit": 1}, headers=evil),
+        client.get(f"/api/{api.user_id}/events", params={"limit": 1}, headers=evil),
+        client.get(
+            "/api/audit/events", params={"limit": 1, "user_id": api.user_id}, headers=auditor
+        ),
+    ]
+    for page in pages:
+        assert page.status_code == 200, page.text
+        target = next_url(page)
+        assert target is not None
+        assert target.startswith("/api/"), target
+        assert "evil.example" not in page.headers["link"]
+        assert client.get(target, headers=evil if "audit" not in target else auditor).is_success
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
 from tasktrail.events.record import event_record
@@ -60,3 +61,10 @@ def events_response(events: list[Event], headers: Mapping[str, str] | None = Non
     """Events with their keys sorted at every depth, as hashed: the same bytes on both engines
     (PostgreSQL's jsonb keeps its own key order)."""
     return json_response([event_body(event) for event in events], 200, headers, sort_keys=True)
+
+
+def next_page_link(request: Request, **params: Any) -> str:
+    """`Link` to the next page: a relative reference (RFC 8288 resolves it against the request),
+    never built from the client's `Host` header."""
+    url = request.url.include_query_params(**params)
+    return f'<{url.path}?{url.query}>; rel="next"'

@@ -16,7 +16,12 @@ from tasktrail.api.auth import is_valid_user_id
 from tasktrail.api.deps import Auditor, EngineDep
 from tasktrail.api.openapi import problems
 from tasktrail.api.problems import Problem
-from tasktrail.api.representation import event_body, events_response, json_response
+from tasktrail.api.representation import (
+    event_body,
+    events_response,
+    json_response,
+    next_page_link,
+)
 from tasktrail.api.routes.query import (
     only_parameters_of,
     query_problem,
@@ -148,8 +153,7 @@ async def search_events(
         raise query_problem("after", str(error)) from None
     headers = {}
     if page.has_more:
-        next_url = request.url.include_query_params(after=page.events[-1].position, limit=limit)
-        headers["Link"] = f'<{next_url}>; rel="next"'
+        headers["Link"] = next_page_link(request, after=page.events[-1].position, limit=limit)
     return events_response(page.events, headers)
 
 

@@ -15,7 +15,7 @@ from tasktrail.api.event_stream import event_stream_response
 from tasktrail.api.media_types import EVENT_STREAM, wants_event_stream
 from tasktrail.api.openapi import problems
 from tasktrail.api.problems import Problem, task_not_found
-from tasktrail.api.representation import events_response
+from tasktrail.api.representation import events_response, next_page_link
 from tasktrail.api.routes.query import OwnTask, own_task_with_only, refuse_unknown_parameters
 from tasktrail.api.schemas import EventOut
 from tasktrail.database import read_connection
@@ -117,8 +117,7 @@ async def read_user_feed(
     page = await anyio.to_thread.run_sync(_feed, engine, user.user_id, after, limit)
     headers = {}
     if page.has_more:
-        next_url = request.url.include_query_params(after=page.events[-1].seq, limit=limit)
-        headers["Link"] = f'<{next_url}>; rel="next"'
+        headers["Link"] = next_page_link(request, after=page.events[-1].seq, limit=limit)
     return events_response(page.events, headers)
 
 

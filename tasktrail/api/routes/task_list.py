@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from tasktrail.api.auth import Principal
 from tasktrail.api.openapi import problems
-from tasktrail.api.representation import task_list_response
+from tasktrail.api.representation import next_page_link, task_list_response
 from tasktrail.api.routes.query import (
     AS_OF_DESCRIPTION,
     own_user_with_only,
@@ -114,7 +114,7 @@ async def list_user_tasks(
     headers = {"X-Total-Count": str(page.total)}
     if page.next_position is not None:
         token = encode_cursor(Cursor(page.next_position.to_json(), page.snapshot_seq), bound_to)
-        headers["Link"] = f'<{request.url.include_query_params(cursor=token)}>; rel="next"'
+        headers["Link"] = next_page_link(request, cursor=token)
     return task_list_response(page.documents, headers)
 
 
