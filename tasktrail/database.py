@@ -151,8 +151,20 @@ def unavailable_on_outage() -> Iterator[None]:
         raise
 
 
+# SQLite's primary result codes that mean "the database cannot serve now", not "this statement
+# is wrong": BUSY, LOCKED, IOERR, FULL, CANTOPEN. Python's sqlite3 raises OperationalError for
+# these and for many plain errors too ("Expression tree is too large", "no such table"), which
+# are bugs to report, not outages to retry.
+_SQLITE_OUTAGE_CODES = frozenset({5, 6, 10, 13, 14})
+
+
 def is_outage(error: exc.DBAPIError) -> bool:
-    if error.connection_invalidated or isinstance(error, exc.OperationalError):
+    if error.connection_invalidated:
+        return True
+    sqlite_code = getattr(error.orig, "sqlite_errorcode", None)
+    if isinstance(sqlite_code, int):
+        return sqlite_code & 0xFF in _SQLITE_OUTAGE_CODES  # the extended code's primary part
+    if isinstance(error, exc.OperationalError):
         return True
     return getattr(error.orig, "sqlstate", None) in UNAVAILABLE_SQLSTATES
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
+from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import exc, text
 
 from tasktrail.api.app import create_app
+from tasktrail.database import create_database_engine, is_outage
 from tests.conftest import auth, make_settings, migrated
 from tests.private_postgres import private_cluster
 
@@ -62,3 +67,29 @@ def test_a_stopped_database_gives_503_and_a_restarted_one_is_used_again() -> Non
             assert after.status_code == 201
             listed = client.get(f"/api/{user}/tasks", headers=headers).json()
             assert [item["title"] for item in listed] == ["after", "before"]
+
+
+def test_a_sqlite_error_in_the_statement_is_not_taken_for_an_outage(tmp_path: Path) -> None:
+    """sqlite3 raises OperationalError for a busy database and for a statement it cannot run
+    alike; only the first is a 503 to retry. "Expression tree is too large" was answered as
+    an outage."""
+    engine = create_database_engine(make_settings(migrated(f"sqlite:///{tmp_path / 'x.db'}")))
+    too_deep = "SELECT 1 WHERE " + " OR ".join(["1 = 1"] * 1500)
+    try:
+        for statement in (too_deep, "SELECT * FROM no_such_table"):
+            with pytest.raises(exc.OperationalError) as raised, engine.connect() as conn:
+                conn.execute(text(statement))
+            assert not is_outage(raised.value), raised.value
+        blocker = sqlite3.connect(tmp_path / "x.db")
+        blocker.execute("BEGIN EXCLUSIVE")
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("PRAGMA busy_timeout = 50"))
+                with pytest.raises(exc.OperationalError) as raised:
+                    conn.execute(text("DELETE FROM idempotency_keys"))
+            assert is_outage(raised.value), raised.value
+        finally:
+            blocker.rollback()
+            blocker.close()
+    finally:
+        engine.dispose()

@@ -210,3 +210,59 @@ def test_a_feed_position_out_of_range_is_422(api: Api, after: str) -> None:
     )
     assert response.status_code == 422
     assert response.json()["errors"][0]["loc"] == ["query", "after"]
+
+
+# --- repeated parameters (api.md, "Repeated parameters") ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("suffix", "query"),
+    [
+        ("/tasks", "limit=1&limit=2"),
+        ("/tasks", "sort=title&sort=-due"),
+        ("/tasks", "status=pending&status=completed"),
+        ("/events", "after=1&after=0"),
+        ("/tasks/{task_id}", "as_of=2026-01-01T00:00:00Z&as_of=2027-01-01T00:00:00Z"),
+    ],
+)
+def test_a_parameter_that_does_not_repeat_given_twice_is_422(
+    client: TestClient, api: Api, suffix: str, query: str
+) -> None:
+    """It silently took its last value: a client that meant both got one of them."""
+    task_id = api.create()["id"]
+    name = query.split("=", 1)[0]
+    path = f"/api/{api.user_id}" + suffix.format(task_id=task_id)
+    response = client.get(f"{path}?{query}", headers=auth(api.user_id))
+    assert error_locs(response) == [["query", name]]
+
+
+def test_a_write_with_a_repeated_parameter_is_422_and_changes_nothing(api: Api) -> None:
+    task_id = api.create()["id"]
+    response = api.request("PATCH", f"/{task_id}?x=1&x=2", json={"title": "changed"})
+    assert_problem(response, 422)
+    assert api.get(task_id).json()["title"] != "changed"
+
+
+@pytest.mark.parametrize("count", [51, 1000])
+def test_more_than_50_tags_is_422_on_both_engines(api: Api, count: int) -> None:
+    """On SQLite about a thousand tags made "Expression tree is too large", answered as an
+    outage (503); on PostgreSQL a plan of thousands of terms."""
+    query = "&".join(f"tag=t{n}" for n in range(count))
+    assert error_locs(api.request("GET", "?" + query)) == [["query", "tag"]]
+
+
+def test_50_tags_are_accepted(api: Api) -> None:
+    api.create(tags=[f"t{n}" for n in range(10)])
+    query = "&".join(f"tag=t{n % 10}" for n in range(50))
+    response = api.request("GET", "?" + query)
+    assert response.status_code == 200
+    assert len(response.json()) == 1
+
+
+def test_the_audit_type_may_repeat_but_not_past_50(client: TestClient) -> None:
+    auditor = auth("an-auditor", role="auditor")
+    few = "&".join(["type=TaskCreated", "type=TaskDeleted"])
+    assert client.get(f"/api/audit/events?{few}&limit=1", headers=auditor).status_code == 200
+    many = "&".join(["type=TaskCreated"] * 51)
+    response = client.get(f"/api/audit/events?{many}", headers=auditor)
+    assert error_locs(response) == [["query", "type"]]

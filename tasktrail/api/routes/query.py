@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,10 +48,27 @@ def own_task_with_only(*allowed: str) -> Callable[..., Awaitable[OwnTask]]:
     return dependency
 
 
+# The only parameters that may be given more than once (api.md, "Repeated parameters"), and
+# how many values one request may carry: a filter of thousands of tags is a query plan of
+# thousands of terms, paid for by everyone else the database serves.
+REPEATABLE_PARAMETERS = frozenset({"tag", "type"})
+MAX_REPEATED_VALUES = 50
+
+
 def refuse_unknown_parameters(request: Request, allowed: tuple[str, ...] = ()) -> None:
     unknown = sorted(set(request.query_params) - set(allowed))
     if unknown:
         raise _unknown(unknown, allowed)
+    counts = Counter(name for name, _ in request.query_params.multi_items())
+    for name, count in sorted(counts.items()):
+        if count > 1 and name not in REPEATABLE_PARAMETERS:
+            raise query_problem(
+                name, f"it is given {count} times; only tag and type may be repeated"
+            )
+        if count > MAX_REPEATED_VALUES:
+            raise query_problem(
+                name, f"it is given {count} times; at most {MAX_REPEATED_VALUES} values"
+            )
 
 
 def only_parameters_of(*allowed: str) -> Callable[..., Awaitable[None]]:
