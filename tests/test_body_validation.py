@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import orjson
 import pytest
 
 from tests.conftest import Api
@@ -115,3 +116,24 @@ def test_a_chunked_body_over_64_kib_is_413(api: Api) -> None:
 
     response = api.request("POST", content=chunks(), headers=JSON)
     assert_problem(response, 413)
+
+
+def test_a_body_with_thousands_of_errors_gets_a_bounded_answer(api: Api) -> None:
+    """A 64 KiB body of unknown fields: each is an error; the answer lists the first 20 and
+    says how many there were (one such body was answered with 4.3 MB)."""
+    fields = {f"f{n}": 0 for n in range(6000)}
+    content = orjson.dumps({"title": "t", **fields})
+    assert len(content) < LIMIT
+    response = post_raw(api, content)
+    body = assert_problem(response, 422)
+    assert len(body["errors"]) == 20
+    assert "6000 errors" in body["detail"]
+    assert len(response.content) < 8 * 1024
+
+
+def test_an_error_on_a_huge_key_does_not_echo_it_whole(api: Api) -> None:
+    key = "k" * 60_000
+    response = post_raw(api, orjson.dumps({"title": "t", key: 1}))
+    body = assert_problem(response, 422)
+    assert len(response.content) < 8 * 1024
+    assert body["errors"][0]["loc"][1].startswith("kkkk")

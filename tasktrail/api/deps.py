@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from tasktrail.api.auth import AuthenticationError, Principal, TokenVerifier
 from tasktrail.api.media_types import wants_event_stream
-from tasktrail.api.problems import Problem, task_not_found
+from tasktrail.api.problems import MAX_ERRORS, Problem, task_not_found
 from tasktrail.commands.types import ExpectedVersions
 
 M = TypeVar("M", bound=BaseModel)
@@ -262,7 +262,7 @@ def body_problem(error: ValidationError) -> Problem:
     ]
     detail = "; ".join(
         f"{'.'.join(str(part) for part in item['loc'][1:]) or 'body'}: {item['msg']}"
-        for item in errors
+        for item in errors[:MAX_ERRORS]
     )
     return Problem(422, f"Fix the body: {detail}.", errors=errors)
 

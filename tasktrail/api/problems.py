@@ -65,11 +65,42 @@ class Problem(Exception):
         headers: Mapping[str, str] | None = None,
         errors: Sequence[Mapping[str, Any]] | None = None,
     ) -> None:
+        listed = None if errors is None else [_bounded(error) for error in errors[:MAX_ERRORS]]
+        if errors is not None and len(errors) > MAX_ERRORS:
+            detail = (
+                f"{detail[:MAX_DETAIL_CHARACTERS]} ({len(errors)} errors; "
+                f"the first {MAX_ERRORS} are listed)"
+            )
+        elif len(detail) > MAX_DETAIL_CHARACTERS:
+            detail = detail[:MAX_DETAIL_CHARACTERS] + "…"
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.headers = dict(headers or {})
-        self.errors = list(errors) if errors is not None else None
+        self.errors = listed
+
+
+# A bad body of 64 KiB can fail in thousands of places (a 4.3 MB answer was seen): the answer
+# names the first few, which is what a person fixing a request reads anyway.
+MAX_ERRORS = 20
+MAX_DETAIL_CHARACTERS = 2000
+_MAX_LOC_PART_CHARACTERS = 100
+
+
+def _bounded(error: Mapping[str, Any]) -> Mapping[str, Any]:
+    """An error whose `loc` names no 60 KB key in full."""
+    loc = error.get("loc")
+    if not isinstance(loc, list) or all(
+        not isinstance(part, str) or len(part) <= _MAX_LOC_PART_CHARACTERS for part in loc
+    ):
+        return error
+    cut = [
+        part[:_MAX_LOC_PART_CHARACTERS] + "…"
+        if isinstance(part, str) and len(part) > _MAX_LOC_PART_CHARACTERS
+        else part
+        for part in loc
+    ]
+    return {**error, "loc": cut}
 
 
 def validation_problem(loc: Sequence[str | int], msg: str, type_: str) -> Problem:
@@ -121,7 +152,8 @@ def install_problem_handlers(app: FastAPI) -> None:
             for item in error.errors()
         ]
         detail = "; ".join(
-            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}" for item in errors
+            f"{'.'.join(str(part) for part in item['loc'])}: {item['msg']}"
+            for item in errors[:MAX_ERRORS]
         )
         return problem_response(request.scope, Problem(422, detail, errors=errors))
 
