@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 from datetime import UTC, datetime
@@ -329,6 +330,50 @@ def test_a_garbage_cursor_is_422(api: Api, cursor: str) -> None:
     body = assert_problem(api.request("GET", params={"cursor": cursor}), 422)
     assert [error["loc"] for error in body["errors"]] == [["query", "cursor"]]
     assert body["instance"] == api.url()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_a_cursor_altered_in_any_way_is_422(api: Api) -> None:
+    """Cursors are signed: flipping any character of a real one, or dropping its signature,
+    makes it a cursor the service did not issue."""
+    for n in range(3):
+        api.create(title=f"t{n}")
+    target = next_url(api.request("GET", params={"limit": 1}))
+    assert target is not None
+    real = query_of(target)["cursor"][0]
+    assert api.request("GET", params={"limit": 1, "cursor": real}).status_code == 200
+    payload, _, tag = real.partition(".")
+    altered = [
+        payload,  # no signature
+        f"{payload}.",
+        f"{payload}.{tag[:-2]}",
+        f"{payload[:-1]}{'A' if payload[-1] != 'A' else 'B'}.{tag}",
+        f"{payload}.{tag[:-1]}{'A' if tag[-1] != 'A' else 'B'}",
+    ]
+    for cursor in altered:
+        body = assert_problem(api.request("GET", params={"limit": 1, "cursor": cursor}), 422)
+        assert [error["loc"] for error in body["errors"]] == [["query", "cursor"]], cursor
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        b'[1180591620717411303424, "00000000-0000-0000-0000-000000000000"]',
+        b'["a\\u0000b", "x"]',
+        b"[null, null, null]",
+    ],
+    ids=["past-2-63", "nul-byte", "wrong-shape"],
+)
+def test_a_forged_cursor_is_422_before_its_content_is_read(api: Api, key: bytes) -> None:
+    """Its values never reach a query: integers past 2^63 and NUL bytes were 500s."""
+    api.create(title="one")
+    payload = b'{"k":' + key + b',"s":1,"p":"0000000000000000"}'
+    cursor = f"{_b64(payload)}.{_b64(b'0' * 16)}"
+    body = assert_problem(api.request("GET", params={"cursor": cursor}), 422)
+    assert [error["loc"] for error in body["errors"]] == [["query", "cursor"]]
 
 
 def test_a_cursor_of_another_user_is_refused(api: Api, make_api: Any) -> None:

@@ -34,6 +34,7 @@ from tasktrail.api.routes import metrics as metrics_route
 from tasktrail.database import DatabaseUnavailable, create_database_engine
 from tasktrail.logs import configure_logging
 from tasktrail.pg_pool import AsyncPool, conninfo_of
+from tasktrail.queries.cursor import cursor_key
 from tasktrail.settings import Settings, load_settings, with_development_secret
 
 SWEEP_SECONDS = 600
@@ -109,6 +110,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.engine = database
     app.state.pool = pool
     app.state.verifier = verifier
+    app.state.cursor_key = cursor_key(settings.secret_bytes())
     app.state.feed_hub = feed_hub
     app.state.metrics = metrics = Metrics(database, pool)
     install_problem_handlers(app)

@@ -107,13 +107,17 @@ async def list_user_tasks(
         due_before=query_timestamp("due_before", due_before),
         due_after=query_timestamp("due_after", due_after),
         limit=limit,
-        **_continuing(cursor, bound_to, parsed_sort),
+        **_continuing(cursor, bound_to, parsed_sort, request.app.state.cursor_key),
     )
     instant = query_timestamp("as_of", as_of)
     page = await _page(request, query, instant)
     headers = {"X-Total-Count": str(page.total)}
     if page.next_position is not None:
-        token = encode_cursor(Cursor(page.next_position.to_json(), page.snapshot_seq), bound_to)
+        token = encode_cursor(
+            Cursor(page.next_position.to_json(), page.snapshot_seq),
+            bound_to,
+            request.app.state.cursor_key,
+        )
         headers["Link"] = next_page_link(request, cursor=token)
     return task_list_response(page.documents, headers)
 
@@ -135,12 +139,12 @@ def _read_page(engine: Engine, query: ListTasks, instant: datetime | None) -> Do
         return list_tasks(conn, query) if instant is None else list_as_of(conn, query, instant)
 
 
-def _continuing(cursor: str | None, bound_to: str, sort: Sort) -> dict[str, Any]:
+def _continuing(cursor: str | None, bound_to: str, sort: Sort, key: bytes) -> dict[str, Any]:
     """Where the walk stands and its snapshot, from the cursor; nothing on a first page."""
     if cursor is None:
         return {}
     try:
-        decoded = decode_cursor(cursor, bound_to)
+        decoded = decode_cursor(cursor, bound_to, key)
         position = KeysetPosition.from_json(sort, decoded.key)
     except ValueError as error:  # InvalidCursor is a ValueError too
         raise query_problem("cursor", str(error)) from None
