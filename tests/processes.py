@@ -40,13 +40,13 @@ def run_cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[st
 
 
 @contextmanager
-def served(cwd: Path, **env: str) -> Iterator[tuple[str, Path, int]]:
-    """`tasktrail serve` in a subprocess; yields its base URL, its log file and its pid."""
+def served(cwd: Path, *args: str, **env: str) -> Iterator[tuple[str, Path, int]]:
+    """`tasktrail serve [args]` in a subprocess; yields its base URL, its log file and its pid."""
     port = free_tcp_port()
     log = cwd / "serve.log"
     with log.open("w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tasktrail", "serve", "--port", str(port)],
+            [sys.executable, "-m", "tasktrail", "serve", "--port", str(port), *args],
             cwd=cwd,
             env=tasktrail_env(TASKTRAIL_LOG_FORMAT="json", **env),
             stdout=stderr,
