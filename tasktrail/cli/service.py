@@ -47,6 +47,10 @@ def serve(
             access_log=False,  # tasktrail logs each request itself, without the query string
             log_level="info",
             timeout_graceful_shutdown=10,
+            # A spawned worker answers the supervisor's ping only once it has imported the app:
+            # seconds on a small machine with several workers starting at once. uvicorn's 5 s
+            # default killed and restarted workers that were merely starting.
+            timeout_worker_healthcheck=30,
         )
 
 
