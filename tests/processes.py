@@ -17,11 +17,13 @@ from tests.conftest import free_tcp_port
 
 
 def tasktrail_env(**extra: str) -> dict[str, str]:
-    """The environment of a fresh shell: no tasktrail settings but those given."""
+    """The environment of a fresh shell: no tasktrail settings (nor a metrics directory) but
+    those given."""
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith("TASKTRAIL_") and name != "BETTER_AUTH_SECRET"
+        if not name.startswith("TASKTRAIL_")
+        and name not in {"BETTER_AUTH_SECRET", "PROMETHEUS_MULTIPROC_DIR"}
     }
     env.update(extra)
     return env
