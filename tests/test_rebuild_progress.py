@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, update
 
 from tasktrail.api.app import create_app
-from tasktrail.projections.rebuild import rebuild
+from tasktrail.projections import shadow
+from tasktrail.projections.inline import TASK_COLUMNS
+from tasktrail.projections.rebuild import RebuildAborted, rebuild
 from tasktrail.schema import rebuild_progress
 from tests.conftest import Api, make_settings
 from tests.processes import run_cli
@@ -96,3 +100,26 @@ def test_a_database_without_the_progress_table_leaves_those_series_out(tmp_path:
         )
         == 1
     )
+
+
+def test_a_rebuild_that_aborts_says_so_and_runs_no_longer(
+    fresh_database_url: str, fresh_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shadow table that disagrees with the fold aborts the rebuild: /metrics shows it
+    ended, aborted, in the phase that found the mismatch."""
+    app = create_app(make_settings(fresh_database_url), engine=fresh_engine)
+    with TestClient(app) as client:
+        Api(client, "aborted-user").create(title="kept")
+        real_write = shadow.write_rows
+        title = TASK_COLUMNS.index("title")
+
+        def corrupting(conn: Any, batch: list[tuple[Any, ...]]) -> None:
+            real_write(conn, [(*row[:title], "corrupted", *row[title + 1 :]) for row in batch])
+
+        monkeypatch.setattr(shadow, "write_rows", corrupting)
+        with pytest.raises(RebuildAborted):
+            rebuild(fresh_engine)
+        text = client.get("/metrics").text
+    assert sample(text, "tasktrail_rebuild_running") == 0
+    assert sample(text, "tasktrail_rebuild_phase_info", phase="check") == 1
+    assert sample(text, "tasktrail_rebuild_last_finished_timestamp_seconds", outcome="aborted") > 0

@@ -80,12 +80,11 @@ class ProgressRecorder:
             self._write(events_done=done)
 
     def finish(self, outcome: str) -> None:
-        self._write(
-            phase="finished",
-            events_done=self._done,
-            finished_at=datetime.now(UTC),
-            outcome=outcome,
-        )
+        """The end: "swapped", or "aborted" or "failed" in the phase that stopped it."""
+        values: dict[str, Any] = {"outcome": outcome, "finished_at": datetime.now(UTC)}
+        if outcome == "swapped":
+            values["phase"] = "finished"
+        self._write(events_done=self._done, **values)
 
     def _write(self, **values: Any) -> None:
         if not self._working:
