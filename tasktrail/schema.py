@@ -162,3 +162,20 @@ idempotency_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Index("ix_idempotency_keys_created_at", "created_at"),
 )
+
+# The latest rebuild's progress, one row (id 1), written by `projections rebuild` as it goes and
+# read by the service's /metrics: the rebuild is a process of its own, maybe on another machine,
+# and the database is what both see (projections/progress.py).
+rebuild_progress = Table(
+    "rebuild_progress",
+    metadata,
+    Column("id", SmallInteger, primary_key=True, autoincrement=False),
+    Column("phase", String(32), nullable=False),
+    Column("events_done", BigInteger, nullable=False),
+    Column("events_total", BigInteger, nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("outcome", String(16), nullable=True),
+    CheckConstraint("id = 1", name="ck_rebuild_progress_one_row"),
+)

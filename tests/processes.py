@@ -18,11 +18,13 @@ from tests.conftest import free_tcp_port
 
 
 def tasktrail_env(**extra: str) -> dict[str, str]:
-    """The environment of a fresh shell: no tasktrail settings but those given."""
+    """The environment of a fresh shell: no tasktrail settings (nor a metrics directory) but
+    those given."""
     env = {
         name: value
         for name, value in os.environ.items()
-        if not name.startswith("TASKTRAIL_") and name != "BETTER_AUTH_SECRET"
+        if not name.startswith("TASKTRAIL_")
+        and name not in {"BETTER_AUTH_SECRET", "PROMETHEUS_MULTIPROC_DIR"}
     }
     env.update(extra)
     return env
@@ -60,13 +62,14 @@ class Server:
 
 
 @contextmanager
-def server_process(cwd: Path, **env: str) -> Iterator[Server]:
-    """`tasktrail serve` in a subprocess, answering /healthz; stopped (SIGTERM) at the end."""
+def server_process(cwd: Path, *args: str, **env: str) -> Iterator[Server]:
+    """`tasktrail serve [args]` in a subprocess, answering /healthz; stopped (SIGTERM) at the
+    end."""
     port = free_tcp_port()
     log = cwd / f"serve-{port}.log"
     with log.open("w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tasktrail", "serve", "--port", str(port)],
+            [sys.executable, "-m", "tasktrail", "serve", "--port", str(port), *args],
             cwd=cwd,
             env=tasktrail_env(TASKTRAIL_LOG_FORMAT="json", **env),
             stdout=stderr,
@@ -98,7 +101,7 @@ def server_process(cwd: Path, **env: str) -> Iterator[Server]:
 
 
 @contextmanager
-def served(cwd: Path, **env: str) -> Iterator[tuple[str, Path, int]]:
-    """`tasktrail serve` in a subprocess; yields its base URL, its log file and its pid."""
-    with server_process(cwd, **env) as server:
+def served(cwd: Path, *args: str, **env: str) -> Iterator[tuple[str, Path, int]]:
+    """`tasktrail serve [args]` in a subprocess; yields its base URL, its log file and its pid."""
+    with server_process(cwd, *args, **env) as server:
         yield server.base_url, server.log, server.process.pid

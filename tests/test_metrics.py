@@ -1,11 +1,14 @@
-"""/metrics: Prometheus text with requests by route template and status, latency, events, pool."""
+"""/metrics: Prometheus text with requests by route template and status, latency, events, pool,
+open streams."""
 
 from __future__ import annotations
 
 import re
 
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine
 
+from tasktrail.api.metrics import Metrics
 from tests.conftest import Api
 
 
@@ -73,3 +76,13 @@ def test_unmatched_paths_share_one_label(client: TestClient) -> None:
         sample(text, "tasktrail_http_requests_total", method="GET", route="unmatched", status="404")
         >= 1
     )
+
+
+def test_the_open_streams_gauge_follows_streams_opened_and_closed(sqlite_engine: Engine) -> None:
+    """stream_opened and stream_closed move tasktrail_sse_streams_open up and down."""
+    metrics = Metrics(sqlite_engine)
+    assert sample(metrics.render().decode(), "tasktrail_sse_streams_open") == 0
+    metrics.stream_opened()
+    metrics.stream_opened()
+    metrics.stream_closed()
+    assert sample(metrics.render().decode(), "tasktrail_sse_streams_open") == 1

@@ -19,10 +19,10 @@ from tasktrail.api.app import create_app
 from tasktrail.commands import handlers
 from tasktrail.commands.types import CommandContext, UpdateTask
 from tasktrail.database import create_database_engine
-from tasktrail.projections import rebuild as rebuild_module
 from tasktrail.projections import shadow
 from tasktrail.projections.fill import fill_in_processes
 from tasktrail.projections.inline import TASK_COLUMNS
+from tasktrail.projections.progress import REBUILD_LOCK_KEY
 from tasktrail.projections.rebuild import RebuildAborted, rebuild
 from tasktrail.projections.verify import diff_read_model
 from tasktrail.schema import events, tasks
@@ -203,14 +203,12 @@ def test_the_command_prints_a_json_summary(
 def test_a_second_rebuild_while_one_runs_is_refused(postgres_engine: Engine) -> None:
     """Rebuilds share one advisory lock: a second one stops before touching anything."""
     with postgres_engine.connect() as holder:
-        holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": rebuild_module._LOCK_KEY})
+        holder.execute(text("SELECT pg_advisory_lock(:key)"), {"key": REBUILD_LOCK_KEY})
         try:
             with pytest.raises(RebuildAborted, match="another rebuild is running"):
                 rebuild(postgres_engine)
         finally:
-            holder.execute(
-                text("SELECT pg_advisory_unlock(:key)"), {"key": rebuild_module._LOCK_KEY}
-            )
+            holder.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": REBUILD_LOCK_KEY})
     assert "tasks_shadow" not in inspect(postgres_engine).get_table_names()
 
 

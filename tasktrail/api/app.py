@@ -97,6 +97,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
             await pool.close()
         if own_engine:
             database.dispose()
+        metrics.process_exiting()
 
     app = FastAPI(
         title="tasktrail",

@@ -13,6 +13,7 @@ import uvicorn
 
 from tasktrail.api.auth import AUDITOR_ROLE, is_valid_user_id
 from tasktrail.cli.common import migrate, service_settings
+from tasktrail.cli.multiprocess import metrics_directory
 from tasktrail.logs import configure_logging
 from tasktrail.settings import load_settings
 
@@ -35,16 +36,22 @@ def serve(
     configure_logging(settings.effective_log_format)
     if not no_migrate:
         migrate(settings)
-    uvicorn.run(
-        "tasktrail.api.app:create_app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=False,  # tasktrail logs each request itself, without the query string
-        log_level="info",
-        timeout_graceful_shutdown=10,
-    )
+    # Several workers report the whole service through one metrics directory (cli/multiprocess.py).
+    with metrics_directory(workers):
+        uvicorn.run(
+            "tasktrail.api.app:create_app_from_environment",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,  # tasktrail logs each request itself, without the query string
+            log_level="info",
+            timeout_graceful_shutdown=10,
+            # A spawned worker answers the supervisor's ping only once it has imported the app:
+            # seconds on a small machine with several workers starting at once. uvicorn's 5 s
+            # default killed and restarted workers that were merely starting.
+            timeout_worker_healthcheck=30,
+        )
 
 
 @db_app.command("upgrade")

@@ -32,6 +32,7 @@ from tasktrail.database import writing
 from tasktrail.projections import shadow
 from tasktrail.projections.fill import READING_TIME_ZONE, fill_in_processes, fill_share
 from tasktrail.projections.inline import task_values
+from tasktrail.projections.progress import REBUILD_LOCK_KEY, ProgressRecorder
 from tasktrail.projections.replay import replayed_tasks
 from tasktrail.projections.row_digest import row_digest
 from tasktrail.projections.shadow import RebuildAborted as RebuildAborted  # part of its API
@@ -40,7 +41,6 @@ from tasktrail.schema import events
 _MAX_CATCH_UPS = 5
 _SWAP_ATTEMPTS = 20
 _FENCE_LOCK_TIMEOUT_MS = 200
-_LOCK_KEY = 0x7461736B72656275  # "taskrebu": any fixed number all rebuilds share
 
 
 @dataclass
@@ -85,14 +85,23 @@ def rebuild(
     started = time.perf_counter()
     report = RebuildReport(workers=workers)
     expected = _Expected()
+    progress = ProgressRecorder(engine)
+
+    def counted(done: int) -> None:
+        progress.events(done)
+        on_events(done)
+
     with _only_rebuild(engine):
+        progress.start()
         shadow.create_shadow(engine)
         try:
-            _rebuild(engine, batch_size, workers, on_events, expected, report)
-        except BaseException:
+            _rebuild(engine, batch_size, workers, counted, expected, report, progress)
+        except BaseException as error:
             with writing(engine).begin() as conn:
                 conn.execute(text(f"DROP TABLE IF EXISTS {shadow.SHADOW}"))
+            progress.finish("aborted" if isinstance(error, RebuildAborted) else "failed")
             raise
+        progress.finish("swapped")
     report.tasks = len(expected.digests)
     report.checksum = f"{expected.checksum():x}"
     report.seconds = time.perf_counter() - started
@@ -106,26 +115,28 @@ def _rebuild(
     on_events: Callable[[int], None],
     expected: _Expected,
     report: RebuildReport,
+    progress: ProgressRecorder,
 ) -> None:
-    with _phase(report, "replay"):
+    with _phase(report, progress, "replay"):
         marker = _replay(engine, batch_size, workers, expected, report, on_events)
-    with _phase(report, "catch-up"):
+    with _phase(report, progress, "catch-up"):
         for _ in range(_MAX_CATCH_UPS):
             with writing(engine).begin() as conn:
                 changed, marker = _catch_up(conn, marker, expected, repeatable=True)
             report.caught_up_tasks += len(changed)
             if not changed:
                 break
-    with _phase(report, "check"):
+    with _phase(report, progress, "check"):
         _check_whole(engine, expected)
-    with _phase(report, "indexes"):
+    with _phase(report, progress, "indexes"):
         indexes = shadow.build_indexes(engine)
-    with _phase(report, "fence and swap"):
+    with _phase(report, progress, "fence and swap"):
         _fence_and_swap(engine, marker, indexes, expected, report)
 
 
 @contextmanager
-def _phase(report: RebuildReport, name: str) -> Iterator[None]:
+def _phase(report: RebuildReport, progress: ProgressRecorder, name: str) -> Iterator[None]:
+    progress.phase(name)
     started = time.perf_counter()
     try:
         yield
@@ -149,13 +160,15 @@ def _only_rebuild(engine: Engine) -> Iterator[None]:
         if owner != me:
             # The swapped-in table belongs to whoever creates it, without the old one's grants.
             raise RebuildAborted(f"run the rebuild as {owner}, the owner of tasks (not {me})")
-        if not conn.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": _LOCK_KEY}).scalar():
+        if not conn.execute(
+            text("SELECT pg_try_advisory_lock(:key)"), {"key": REBUILD_LOCK_KEY}
+        ).scalar():
             raise RebuildAborted("another rebuild is running")
         conn.commit()
         try:
             yield
         finally:
-            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _LOCK_KEY})
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": REBUILD_LOCK_KEY})
             conn.commit()
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import anyio.to_thread
 from fastapi import APIRouter, Request
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
 from tasktrail.api.metrics import Metrics
@@ -14,11 +15,17 @@ router = APIRouter(tags=["operations"])
 @router.get(
     "/metrics",
     summary="Prometheus metrics",
-    description="Requests by route template and status, a latency histogram, events appended "
-    "and database pool use, in the Prometheus text format.",
+    description="Requests by route template and status, a latency histogram, events appended, "
+    "open server-sent event streams, database pool use, and the progress of the latest "
+    "`projections rebuild` (read from the database, left out when it does not answer within a "
+    "second), in the Prometheus text format. With several workers the counters, histograms and "
+    "stream gauge add up every worker's, whichever worker answers; the pool gauges are the "
+    "answering worker's own, labelled with its `pid`.",
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
 async def metrics(request: Request) -> Response:
-    registry: Metrics = request.app.state.metrics
-    return Response(generate_latest(registry.registry), media_type=CONTENT_TYPE_LATEST)
+    metrics: Metrics = request.app.state.metrics
+    # Off the event loop: the rebuild's progress is a database read, multiprocess mode reads files.
+    body = await anyio.to_thread.run_sync(metrics.render)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)
