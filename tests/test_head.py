@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import socket
 import uuid
 
 import httpx2
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from tests.conftest import Api, auth
+from tests.conftest import Api, auth, live_server
 from tests.test_metrics import sample
 
 # Headers that may differ between two responses to the same request.
@@ -86,3 +88,45 @@ def test_head_requests_are_counted_as_head(client: TestClient) -> None:
     client.head("/healthz")
     after = sample(client.get("/metrics").text, "tasktrail_http_requests_total", **labels)
     assert after == before + 1
+
+
+def _read_response(sock: socket.socket, buffer: bytearray, *, head: bool) -> tuple[int, bytes]:
+    """One HTTP/1.1 response off a raw socket: its status, and its body (none for a HEAD)."""
+    while b"\r\n\r\n" not in buffer:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError(f"the server closed the connection; got {bytes(buffer)!r}")
+        buffer.extend(chunk)
+    header_bytes, _, rest = bytes(buffer).partition(b"\r\n\r\n")
+    lines = header_bytes.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    length = next(
+        int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:")
+    )
+    body_length = 0 if head else length
+    while len(rest) < body_length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise AssertionError("the server closed the connection inside a body")
+        rest += chunk
+    buffer[:] = rest[body_length:]
+    return status, rest[:body_length]
+
+
+def test_head_keeps_the_connection_usable_under_uvicorn(app: FastAPI, user_id: str) -> None:
+    """Through a real server: a HEAD of each kind of GET route, then a GET, on one connection.
+    uvicorn reset the connection after a HEAD whose Content-Length was not zero."""
+    token = auth(user_id)["Authorization"]
+    paths = ["/healthz", f"/api/{user_id}/tasks", f"/api/{user_id}/events", "/openapi.json"]
+    with live_server(app) as base_url:
+        port = int(base_url.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            buffer = bytearray()
+            for path in paths:
+                for method in ("HEAD", "GET"):
+                    sock.sendall(
+                        f"{method} {path} HTTP/1.1\r\nHost: t\r\nAuthorization: {token}\r\n\r\n".encode()
+                    )
+                    status, body = _read_response(sock, buffer, head=method == "HEAD")
+                    assert status == 200, (method, path, status)
+                    assert (body == b"") == (method == "HEAD")

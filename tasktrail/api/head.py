@@ -25,12 +25,16 @@ class HeadAsGetMiddleware:
                 message = {**message, "body": b""}
             await send(message)
 
-        # In place, and put back after: the outer layers log and count the request as a HEAD
-        # but see the route the GET matched.
-        scope["method"] = "GET"
+        # The inner app gets a copy that says GET: the server keeps its own scope, which still
+        # says HEAD, and so sends no body and expects none (uvicorn checks Content-Length
+        # against the body it is sent unless the method is HEAD: told GET, it reset the
+        # connection after every HEAD). The route the GET matched goes back to the outer
+        # layers, which log and count the request as a HEAD of that route.
+        as_get = {**scope, "method": "GET"}
         # A route that would stream without end (the live feed) answers a HEAD at once.
-        scope.setdefault("state", {})["is_head"] = True
+        as_get.setdefault("state", {})["is_head"] = True
         try:
-            await self.app(scope, receive, without_body)
+            await self.app(as_get, receive, without_body)
         finally:
-            scope["method"] = "HEAD"
+            if "route" in as_get:
+                scope["route"] = as_get["route"]
