@@ -352,6 +352,9 @@ def test_a_cursor_altered_in_any_way_is_422(api: Api) -> None:
         f"{payload}.{tag[:-2]}",
         f"{payload[:-1]}{'A' if payload[-1] != 'A' else 'B'}.{tag}",
         f"{payload}.{tag[:-1]}{'A' if tag[-1] != 'A' else 'B'}",
+        f"{payload[:5]}{'A' if payload[5] != 'A' else 'B'}{payload[6:]}.{tag}",
+        f"{payload}.{tag[:5]}{'A' if tag[5] != 'A' else 'B'}{tag[6:]}",
+        f"{payload}={'.'}{tag}",
     ]
     for cursor in altered:
         body = assert_problem(api.request("GET", params={"limit": 1, "cursor": cursor}), 422)

@@ -127,7 +127,7 @@ class FeedHub:
             raise TooManyStreams
         subscription = Subscription(user_id)
         streams.add(subscription)
-        if self._task is None or self._task.done():
+        if not _running_here(self._task):
             self._task = asyncio.get_running_loop().create_task(self._watch())
         return subscription
 
@@ -146,7 +146,7 @@ class FeedHub:
             self.wake(user_id)
             return
         self._unannounced.add(user_id)
-        if self._announcing is None or self._announcing.done():
+        if not _running_here(self._announcing):
             self._announcing = asyncio.get_running_loop().create_task(self._announce())
 
     async def _announce(self) -> None:
@@ -180,7 +180,8 @@ class FeedHub:
     async def aclose(self) -> None:
         self.stop_streams()
         for task in (self._task, self._announcing):
-            if task is not None:
+            if _running_here(task):
+                assert task is not None  # noqa: S101 - for mypy: _running_here said so
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -195,6 +196,14 @@ class FeedHub:
             # heartbeat reads (see the route) and the next subscription starts a new watcher.
             _log.exception("live feed watcher failed")
             self.wake_all()
+
+
+def _running_here(task: asyncio.Task[None] | None) -> bool:
+    """A task that runs, on this event loop. One app may be served by several loops one after
+    the other (test clients do that); a task of a loop that is gone is not ours to await."""
+    if task is None or task.done():
+        return False
+    return task.get_loop() is asyncio.get_running_loop()
 
 
 def postgres_announcer(pool: AsyncPool) -> Announcer:

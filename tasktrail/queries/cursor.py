@@ -102,4 +102,9 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode((text + "=" * (-len(text) % 4)).encode("ascii"))
+    """Strict: only the one spelling `_b64` gives. Base64's last character carries spare bits,
+    so "...A" and "...B" can decode alike; such a twin is an altered cursor all the same."""
+    decoded = base64.urlsafe_b64decode((text + "=" * (-len(text) % 4)).encode("ascii"))
+    if _b64(decoded) != text:
+        raise ValueError("not the canonical base64url of its bytes")
+    return decoded
