@@ -15,9 +15,15 @@ from fastapi.openapi.utils import get_openapi
 from sqlalchemy import Engine, exc
 
 from tasktrail import __version__
-from tasktrail.api.auth import SharedSecret, TokenVerifier
+from tasktrail.api.auth import KeySource, SharedSecret, TokenVerifier
 from tasktrail.api.head import HeadAsGetMiddleware
 from tasktrail.api.idempotency import purge_expired
+from tasktrail.api.jwks import (
+    REFETCH_INTERVAL_SECONDS,
+    JwkSetSource,
+    RemoteJwkSet,
+    jwk_set_from_file,
+)
 from tasktrail.api.metrics import Metrics
 from tasktrail.api.openapi import finish_document
 from tasktrail.api.problems import install_problem_handlers
@@ -52,13 +58,30 @@ Single-task responses carry `ETag: "<version>"`; writes take `If-Match`.
 """
 
 
-def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
-    """Build the service. Refuses to start (ConfigurationError) without a usable secret."""
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    jwks_refetch_interval: float = REFETCH_INTERVAL_SECONDS,
+) -> FastAPI:
+    """Build the service. Refuses to start (ConfigurationError) without a usable secret, or
+    with a TASKTRAIL_JWKS_FILE that holds no usable key."""
+    sources: list[KeySource] = [SharedSecret(settings.secret_bytes(), settings.jwt_algorithm)]
+    if settings.jwks_file is not None:
+        sources.append(jwk_set_from_file(settings.jwks_file))
+    fetched_keys = JwkSetSource()  # empty until the lifespan fetches TASKTRAIL_JWKS_URL
+    if settings.jwks_url is not None:
+        sources.append(fetched_keys)
     verifier = TokenVerifier(
-        [SharedSecret(settings.secret_bytes(), settings.jwt_algorithm)],
+        sources,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         leeway=settings.jwt_leeway,
+    )
+    remote_jwks = (
+        None
+        if settings.jwks_url is None
+        else RemoteJwkSet(settings.jwks_url, fetched_keys, on_keys_removed=verifier.forget_verified)
     )
     own_engine = engine is None
     database = create_database_engine(settings) if engine is None else engine
@@ -72,8 +95,14 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         # gets a thread gets a connection at once, and the rest wait in line for a thread
         # instead of timing out on the pool while forty threads share one GIL.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.pool_size + 2
+        if remote_jwks is not None:
+            # Fetched before the first request; when the URL does not answer, the service starts
+            # anyway (shared-secret tokens work) and keeps trying in the background.
+            await remote_jwks.refresh()
         async with anyio.create_task_group() as background:
             background.start_soon(sweep_idempotency_keys, database)
+            if remote_jwks is not None:
+                background.start_soon(remote_jwks.keep_fresh)
             yield
             background.cancel_scope.cancel()
         if pool is not None:
@@ -93,6 +122,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.engine = database
     app.state.pool = pool
     app.state.verifier = verifier
+    app.state.remote_jwks = remote_jwks
     app.state.metrics = metrics = Metrics(database, pool)
     install_problem_handlers(app)
     # The audit routes first: /api/audit/events must not be read as the feed of a user "audit".

@@ -18,7 +18,8 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 
-from tasktrail.api.auth import AuthenticationError, Principal, TokenVerifier
+from tasktrail.api.auth import AuthenticationError, Principal, TokenVerifier, UnknownKeyId
+from tasktrail.api.jwks import RemoteJwkSet
 from tasktrail.api.problems import Problem, task_not_found
 from tasktrail.commands.types import ExpectedVersions
 
@@ -64,8 +65,19 @@ class BearerAuthentication(HTTPBearer):
 
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
         verifier: TokenVerifier = request.app.state.verifier
+        token = bearer_token(request)
         try:
-            return verifier.verify(bearer_token(request))
+            return verifier.verify(token)
+        except UnknownKeyId as error:
+            # A kid the JWK set lacks may be a key rotated in since the last fetch: fetch the set
+            # again (at most once per 30 s, shared by concurrent requests) and look once more.
+            remote: RemoteJwkSet | None = request.app.state.remote_jwks
+            if remote is None or not await remote.refresh_for_unknown_kid():
+                raise unauthorized(f"The token was refused: {error}.") from None
+        except AuthenticationError as error:
+            raise unauthorized(f"The token was refused: {error}.") from None
+        try:
+            return verifier.verify(token)
         except AuthenticationError as error:
             raise unauthorized(f"The token was refused: {error}.") from None
 
