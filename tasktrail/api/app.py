@@ -81,7 +81,12 @@ def create_app(
     remote_jwks = (
         None
         if settings.jwks_url is None
-        else RemoteJwkSet(settings.jwks_url, fetched_keys, on_keys_removed=verifier.forget_verified)
+        else RemoteJwkSet(
+            settings.jwks_url,
+            fetched_keys,
+            refetch_interval=jwks_refetch_interval,
+            on_keys_removed=verifier.forget_verified,
+        )
     )
     own_engine = engine is None
     database = create_database_engine(settings) if engine is None else engine
