@@ -17,6 +17,7 @@ import http.client
 import ipaddress
 import json
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
@@ -272,8 +273,12 @@ class RemoteJwkSet:
             self.url,
             headers={"Accept": "application/json", "User-Agent": f"tasktrail/{__version__}"},
         )
-        with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
-            raw: bytes = response.read(self._max_bytes + 1)
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
+                raw: bytes = response.read(self._max_bytes + 1)
+        except urllib.error.HTTPError as error:
+            error.close()  # it holds the connection open otherwise
+            raise JwkSetError(f"the server answered {error.code} {error.reason}") from None
         if len(raw) > self._max_bytes:
             raise JwkSetError(f"the answer is over {self._max_bytes} bytes")
         return raw
