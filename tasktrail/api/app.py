@@ -52,9 +52,10 @@ EXPOSED_HEADERS = (
 DESCRIPTION = """\
 Tasks whose every change is an event in an append-only, per-user hash-chained log.
 
-Every `/api/...` route needs `Authorization: Bearer <JWT>` (HS256 with the shared secret by
-default). Errors are RFC 9457 problem details (`application/problem+json`); there is no 400.
-Single-task responses carry `ETag: "<version>"`; writes take `If-Match`.
+Every `/api/...` route needs `Authorization: Bearer <JWT>`: HS256 with the shared secret, or,
+when a JWK set is configured, signed by one of its keys (chosen by `kid`, as Better Auth's JWT
+plugin issues them). Errors are RFC 9457 problem details (`application/problem+json`); there is
+no 400. Single-task responses carry `ETag: "<version>"`; writes take `If-Match`.
 """
 
 
