@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from tasktrail.api.app import create_app
 from tasktrail.settings import ConfigurationError
-from tests.conftest import auth, make_settings, new_user_id
+from tests.conftest import SECRET, auth, free_tcp_port, make_settings, new_user_id
 from tests.jwks_helpers import (
     BASE_URL,
     SigningKey,
@@ -25,6 +25,7 @@ from tests.jwks_helpers import (
     jwks_server,
     make_key,
 )
+from tests.processes import run_cli
 
 ALGORITHMS = ["EdDSA", "ES256", "ES512", "RS256", "PS256"]
 # PS256 shares RSA keys with RS256, so a PS256 key must say its alg; the others may leave it out.
@@ -194,3 +195,22 @@ def test_a_verified_token_is_not_verified_again(
     token = keys["EdDSA"].sign(better_auth_claims(user, exp=int(time.time()) + 60))
     for _ in range(2):
         assert client.get(f"/api/{user}/tasks", headers=bearer(token)).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("TASKTRAIL_JWKS_FILE", "missing.json", "TASKTRAIL_JWKS_FILE cannot be used"),
+        ("TASKTRAIL_JWKS_URL", "file:///etc/passwd", "TASKTRAIL_JWKS_URL must be an http(s) URL"),
+    ],
+    ids=["missing-file", "file-url"],
+)
+def test_serve_refuses_an_unusable_jwk_set_setting_with_a_message(
+    tmp_path: Path, setting: str, value: str, message: str
+) -> None:
+    """`tasktrail serve` exits 2 and says what to fix, before any server starts."""
+    env = {"BETTER_AUTH_SECRET": SECRET, setting: value}
+    result = run_cli("serve", "--port", str(free_tcp_port()), cwd=tmp_path, **env)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

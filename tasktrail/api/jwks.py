@@ -31,7 +31,7 @@ import structlog
 
 from tasktrail import __version__
 from tasktrail.api.auth import AuthenticationError, VerificationKey
-from tasktrail.settings import ConfigurationError
+from tasktrail.settings import ConfigurationError, Settings
 
 FETCH_TIMEOUT_SECONDS = 5.0
 MAX_JWKS_BYTES = 1024 * 1024
@@ -160,6 +160,14 @@ def check_jwks_url(url: str) -> None:
             f"TASKTRAIL_JWKS_URL must be an http(s) URL, e.g. https://app.example.com/api/auth/jwks "
             f"(got {url!r})."
         )
+
+
+def check_jwks_settings(settings: Settings) -> None:
+    """Refuse what create_app would refuse about the JWK set settings, before a server starts."""
+    if settings.jwks_url is not None:
+        check_jwks_url(settings.jwks_url)
+    if settings.jwks_file is not None:
+        jwk_set_from_file(settings.jwks_file)
 
 
 class RemoteJwkSet:
