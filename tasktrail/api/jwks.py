@@ -45,6 +45,7 @@ ASYMMETRIC_ALGORITHMS = frozenset(
     {"EdDSA", "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 )
 _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth")
+_PUBLIC_KEY_TYPES = frozenset({"OKP", "EC", "RSA"})
 
 _log = structlog.get_logger("tasktrail.jwks")
 
@@ -59,6 +60,8 @@ def parse_jwk_set(raw: bytes, origin: str) -> dict[str, VerificationKey]:
         document = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise JwkSetError(f"{origin} is not JSON ({error})") from None
+    except RecursionError:
+        raise JwkSetError(f"{origin} is JSON nested too deep to be a JWK set") from None
     members = document.get("keys") if isinstance(document, dict) else None
     if not isinstance(members, list):
         raise JwkSetError(f'{origin} is not a JWK set: it has no "keys" list')
@@ -93,7 +96,15 @@ def _usable_key(member: dict[str, Any]) -> VerificationKey:
         raise JwkSetError(f"its use is {member.get('use')!r}, not 'sig'")
     if any(name in member for name in _PRIVATE_MEMBERS):
         raise JwkSetError("it holds private key material, which a published set must never hold")
-    jwk = jwt.PyJWK(member)  # the key's alg, or the one its kty and crv imply
+    kty, alg = member.get("kty"), member.get("alg")
+    if not isinstance(kty, str) or kty not in _PUBLIC_KEY_TYPES:
+        raise JwkSetError(f"its kty {kty!r} is not one of {', '.join(sorted(_PUBLIC_KEY_TYPES))}")
+    if alg is not None and (not isinstance(alg, str) or alg not in ASYMMETRIC_ALGORITHMS):
+        raise JwkSetError(f"its alg {alg!r} is not a public-key signature algorithm")
+    try:
+        jwk = jwt.PyJWK(member)  # the key's alg, or the one its kty and crv imply
+    except KeyError as missing:  # a member the key type needs, which PyJWT does not check first
+        raise JwkSetError(f"it lacks the {missing} member") from None
     if jwk.algorithm_name not in ASYMMETRIC_ALGORITHMS:
         raise JwkSetError(f"its algorithm {jwk.algorithm_name} is not a public-key signature")
     # The checks PyJWT makes at each verification, made once here: an EC key on the curve its
