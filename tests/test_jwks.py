@@ -177,12 +177,20 @@ def test_an_unusable_jwks_file_refuses_to_start(
 
 
 @pytest.mark.parametrize(
-    "url", ["file:///etc/passwd", "ftp://auth.example.test/jwks", "https://"], ids=str
+    "url",
+    [
+        "file:///etc/passwd",
+        "ftp://auth.example.test/jwks",
+        "https://",
+        "http://[::1/jwks",
+        "https://auth.example.test:99999/jwks",
+    ],
+    ids=str,
 )
-def test_a_jwks_url_that_is_not_http_refuses_to_start(
+def test_a_jwks_url_that_is_not_a_usable_http_url_refuses_to_start(
     database_url: str, engine: Engine, url: str
 ) -> None:
-    """Only http(s) URLs are fetched: anything else is a ConfigurationError at start."""
+    """Only well-formed http(s) URLs are fetched: anything else is a ConfigurationError at start."""
     with pytest.raises(ConfigurationError, match="TASKTRAIL_JWKS_URL"):
         create_app(make_settings(database_url, jwks_url=url), engine=engine)
 

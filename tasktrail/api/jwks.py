@@ -165,8 +165,13 @@ def jwk_set_from_file(path: Path) -> JwkSetSource:
 
 def check_jwks_url(url: str) -> None:
     """Only http(s) is fetched (urllib would also open file: and ftp: URLs)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urllib.parse.urlsplit(url)
+        usable = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 (raises ValueError for a port out of range)
+    except ValueError:
+        usable = False
+    if not usable:
         raise ConfigurationError(
             f"TASKTRAIL_JWKS_URL must be an http(s) URL, e.g. https://app.example.com/api/auth/jwks "
             f"(got {url!r})."
@@ -209,8 +214,8 @@ class RemoteJwkSet:
         self._last_fetch_ok = False
         # Fetches run one at a time, outside the threads the database routes wait for.
         self._limiter = anyio.CapacityLimiter(1)
-        host = urllib.parse.urlsplit(url).hostname or ""
-        if urllib.parse.urlsplit(url).scheme == "http" and not _is_loopback(host):
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme == "http" and not _is_loopback(parts.hostname or ""):
             _log.warning(
                 "TASKTRAIL_JWKS_URL is plain http: anyone on the path could swap the keys; "
                 "use https",
@@ -267,7 +272,9 @@ class RemoteJwkSet:
                     self._download, abandon_on_cancel=True, limiter=self._limiter
                 )
             keys = parse_jwk_set(raw, origin=self.url)
-        except (TimeoutError, OSError, http.client.HTTPException, JwkSetError) as error:
+        # OSError covers urllib's URLError and HTTPError, ValueError our JwkSetError and a host
+        # name that cannot be encoded.
+        except (TimeoutError, OSError, ValueError, http.client.HTTPException) as error:
             _log.error(
                 "the JWK set could not be fetched; the last good set stays in use"
                 if self.loaded
