@@ -40,9 +40,12 @@ def installed_server() -> Path:
     shutil.copyfile(SOURCE / "server.mjs", CACHE / "server.mjs")
     if not stamp.exists() or stamp.read_text() != manifest:
         (CACHE / "package.json").write_text(manifest)
+        # Short network timeouts: an offline machine skips in a minute, not in ten.
+        install = [npm, "install", "--no-package-lock", "--no-audit", "--no-fund"]
+        network = ["--fetch-timeout=30000", "--fetch-retries=1"]
         try:
             result = subprocess.run(
-                [npm, "install", "--no-package-lock", "--no-audit", "--no-fund"],
+                [*install, *network],
                 cwd=CACHE,
                 capture_output=True,
                 text=True,
