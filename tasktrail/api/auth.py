@@ -1,8 +1,9 @@
 """Bearer token verification: which key, which algorithm, which claims.
 
 `TokenVerifier` asks its key sources, in order, for the key that matches a token's header. The
-shared secret is one source; a JWK set (asymmetric keys chosen by `kid`, `jwks.py`) is another. Verification itself is pure CPU (about 25 µs for HS256), so it runs
-on the event loop; a source that must fetch keys does so ahead of time, never inside `resolve`.
+shared secret is one source; a JWK set (asymmetric keys chosen by `kid`, jwks.py) is another.
+Verification itself is pure CPU (about 25 µs for HS256), so it runs on the event loop; a source
+that must fetch keys does so ahead of time, never inside `resolve`.
 
 A client sends the same token with every request until it expires, so a verified token is kept,
 bounded, until its `exp` (plus the leeway) has passed: a hit costs a dictionary lookup instead of

@@ -2,7 +2,7 @@
 
 Every dependency here is `async def` and does only a little CPU work or reads the request body,
 so it runs on the event loop: a plain `def` dependency would cost each request one more hop
-through the threadpool.
+through the threadpool. (The bearer scheme may also wait for a JWK set fetch, in its own thread.)
 """
 
 from __future__ import annotations
