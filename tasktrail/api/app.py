@@ -18,12 +18,8 @@ from tasktrail import __version__
 from tasktrail.api.auth import KeySource, SharedSecret, TokenVerifier
 from tasktrail.api.head import HeadAsGetMiddleware
 from tasktrail.api.idempotency import purge_expired
-from tasktrail.api.jwks import (
-    REFETCH_INTERVAL_SECONDS,
-    JwkSetSource,
-    RemoteJwkSet,
-    jwk_set_from_file,
-)
+from tasktrail.api.jwks import JwkSetSource, jwk_set_from_file
+from tasktrail.api.jwks_fetch import REFETCH_INTERVAL_SECONDS, RemoteJwkSet
 from tasktrail.api.metrics import Metrics
 from tasktrail.api.openapi import finish_document
 from tasktrail.api.problems import install_problem_handlers

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 
 from tasktrail.api.auth import AuthenticationError, Principal, TokenVerifier, UnknownKeyId
-from tasktrail.api.jwks import RemoteJwkSet
+from tasktrail.api.jwks_fetch import RemoteJwkSet
 from tasktrail.api.problems import Problem, task_not_found
 from tasktrail.commands.types import ExpectedVersions
 
