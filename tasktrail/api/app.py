@@ -15,9 +15,11 @@ from fastapi.openapi.utils import get_openapi
 from sqlalchemy import Engine, exc
 
 from tasktrail import __version__
-from tasktrail.api.auth import SharedSecret, TokenVerifier
+from tasktrail.api.auth import KeySource, SharedSecret, TokenVerifier
 from tasktrail.api.head import HeadAsGetMiddleware
 from tasktrail.api.idempotency import purge_expired
+from tasktrail.api.jwks import JwkSetSource, jwk_set_from_file
+from tasktrail.api.jwks_fetch import REFETCH_INTERVAL_SECONDS, RemoteJwkSet
 from tasktrail.api.live_feed import (
     FeedHub,
     end_streams_on_shutdown,
@@ -54,19 +56,42 @@ EXPOSED_HEADERS = (
 DESCRIPTION = """\
 Tasks whose every change is an event in an append-only, per-user hash-chained log.
 
-Every `/api/...` route needs `Authorization: Bearer <JWT>` (HS256 with the shared secret by
-default). Errors are RFC 9457 problem details (`application/problem+json`); there is no 400.
-Single-task responses carry `ETag: "<version>"`; writes take `If-Match`.
+Every `/api/...` route needs `Authorization: Bearer <JWT>`: HS256 with the shared secret, or,
+when a JWK set is configured, signed by one of its keys (chosen by `kid`, as Better Auth's JWT
+plugin issues them). Errors are RFC 9457 problem details (`application/problem+json`); there is
+no 400. Single-task responses carry `ETag: "<version>"`; writes take `If-Match`.
 """
 
 
-def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
-    """Build the service. Refuses to start (ConfigurationError) without a usable secret."""
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    jwks_refetch_interval: float = REFETCH_INTERVAL_SECONDS,
+) -> FastAPI:
+    """Build the service. Refuses to start (ConfigurationError) without a usable secret, or
+    with a TASKTRAIL_JWKS_FILE that holds no usable key."""
+    sources: list[KeySource] = [SharedSecret(settings.secret_bytes(), settings.jwt_algorithm)]
+    if settings.jwks_file is not None:
+        sources.append(jwk_set_from_file(settings.jwks_file))
+    fetched_keys = JwkSetSource()  # empty until the lifespan fetches TASKTRAIL_JWKS_URL
+    if settings.jwks_url is not None:
+        sources.append(fetched_keys)
     verifier = TokenVerifier(
-        [SharedSecret(settings.secret_bytes(), settings.jwt_algorithm)],
+        sources,
         issuer=settings.jwt_issuer,
         audience=settings.jwt_audience,
         leeway=settings.jwt_leeway,
+    )
+    remote_jwks = (
+        None
+        if settings.jwks_url is None
+        else RemoteJwkSet(
+            settings.jwks_url,
+            fetched_keys,
+            refetch_interval=jwks_refetch_interval,
+            on_keys_removed=verifier.forget_verified,
+        )
     )
     own_engine = engine is None
     database = create_database_engine(settings) if engine is None else engine
@@ -88,8 +113,14 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
         # instead of timing out on the pool while forty threads share one GIL.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.pool_size + 2
         end_streams_on_shutdown(feed_hub)
+        if remote_jwks is not None:
+            # Fetched before the first request; when the URL does not answer, the service starts
+            # anyway (shared-secret tokens work) and keeps trying in the background.
+            await remote_jwks.refresh()
         async with anyio.create_task_group() as background:
             background.start_soon(sweep_idempotency_keys, database)
+            if remote_jwks is not None:
+                background.start_soon(remote_jwks.keep_fresh)
             yield
             background.cancel_scope.cancel()
         await feed_hub.aclose()
@@ -113,6 +144,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None) -> FastAPI:
     app.state.verifier = verifier
     app.state.cursor_key = cursor_key(settings.secret_bytes())
     app.state.feed_hub = feed_hub
+    app.state.remote_jwks = remote_jwks
     app.state.metrics = metrics = Metrics(database, pool)
     install_problem_handlers(app)
     # The audit routes first: /api/audit/events must not be read as the feed of a user "audit".

@@ -1,9 +1,9 @@
 """Bearer token verification: which key, which algorithm, which claims.
 
 `TokenVerifier` asks its key sources, in order, for the key that matches a token's header. The
-shared secret is one source; a JWK set (asymmetric keys chosen by `kid`) is another class with the
-same method, added beside it. Verification itself is pure CPU (about 25 µs for HS256), so it runs
-on the event loop; a source that must fetch keys does so ahead of time, never inside `resolve`.
+shared secret is one source; a JWK set (asymmetric keys chosen by `kid`, jwks.py) is another.
+Verification itself is pure CPU (about 25 µs for HS256), so it runs on the event loop; a source
+that must fetch keys does so ahead of time, never inside `resolve`.
 
 A client sends the same token with every request until it expires, so a verified token is kept,
 bounded, until its `exp` (plus the leeway) has passed: a hit costs a dictionary lookup instead of
@@ -45,6 +45,10 @@ class Principal:
 
 class AuthenticationError(Exception):
     """The token is refused; the message says which check failed, never the key."""
+
+
+class UnknownKeyId(AuthenticationError):
+    """The token names a `kid` that no source holds (yet: a JWK set may have rotated since)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +116,10 @@ class TokenVerifier:
         self._remember(token, principal, float(claims["exp"]) + self._leeway)
         return principal
 
+    def forget_verified(self) -> None:
+        """Check every token afresh: a key was withdrawn, and tokens it verified are kept here."""
+        self._verified.clear()
+
     def _remember(self, token: str, principal: Principal, expires: float) -> None:
         if len(self._verified) >= self._keep:
             # The oldest entry goes (dicts keep insertion order): a bound, not an LRU, which
@@ -127,10 +135,12 @@ class TokenVerifier:
             key = source.resolve(header)
             if key is not None:
                 return key
-        raise AuthenticationError(
-            f"no key of this service verifies tokens signed with {algorithm}"
-            + (f" and kid {header['kid']!r}" if isinstance(header.get("kid"), str) else "")
-        )
+        kid = header.get("kid")
+        if isinstance(kid, str):
+            raise UnknownKeyId(
+                f"no key of this service verifies tokens signed with {algorithm} and kid {kid!r}"
+            )
+        raise AuthenticationError(f"no key of this service verifies tokens signed with {algorithm}")
 
     def _decode(self, token: str, key: VerificationKey) -> dict[str, Any]:
         options: Any = {"require": ["exp", "sub"]}

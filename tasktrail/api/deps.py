@@ -2,7 +2,7 @@
 
 Every dependency here is `async def` and does only a little CPU work or reads the request body,
 so it runs on the event loop: a plain `def` dependency would cost each request one more hop
-through the threadpool.
+through the threadpool. (The bearer scheme may also wait for a JWK set fetch, in its own thread.)
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 
-from tasktrail.api.auth import AuthenticationError, Principal, TokenVerifier
+from tasktrail.api.auth import AuthenticationError, Principal, TokenVerifier, UnknownKeyId
+from tasktrail.api.jwks_fetch import RemoteJwkSet
 from tasktrail.api.media_types import wants_event_stream
 from tasktrail.api.problems import MAX_ERRORS, Problem, task_not_found
 from tasktrail.commands.types import ExpectedVersions
@@ -98,6 +99,16 @@ class BearerAuthentication(HTTPBearer):
             token = query_or_bearer_token(request)
         else:
             token = bearer_token(request)
+        try:
+            return verifier.verify(token)
+        except UnknownKeyId as error:
+            # A kid the JWK set lacks may be a key rotated in since the last fetch: fetch the set
+            # again (at most once per 30 s, shared by concurrent requests) and look once more.
+            remote: RemoteJwkSet | None = request.app.state.remote_jwks
+            if remote is None or not await remote.refresh_for_unknown_kid():
+                raise unauthorized(f"The token was refused: {error}.") from None
+        except AuthenticationError as error:
+            raise unauthorized(f"The token was refused: {error}.") from None
         try:
             return verifier.verify(token)
         except AuthenticationError as error:

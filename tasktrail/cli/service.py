@@ -12,10 +12,11 @@ import typer
 import uvicorn
 
 from tasktrail.api.auth import AUDITOR_ROLE, is_valid_user_id
-from tasktrail.cli.common import migrate, service_settings
+from tasktrail.api.jwks import check_jwks_settings
+from tasktrail.cli.common import fail, migrate, service_settings
 from tasktrail.cli.multiprocess import metrics_directory
 from tasktrail.logs import configure_logging
-from tasktrail.settings import load_settings
+from tasktrail.settings import ConfigurationError, load_settings
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
@@ -34,6 +35,10 @@ def serve(
     """Apply pending migrations, then serve the API."""
     settings = service_settings(development_secret=True)
     configure_logging(settings.effective_log_format)
+    try:
+        check_jwks_settings(settings)  # a clear refusal here, not a traceback from the workers
+    except ConfigurationError as error:
+        fail(str(error))
     if not no_migrate:
         migrate(settings)
     # Several workers report the whole service through one metrics directory (cli/multiprocess.py).
