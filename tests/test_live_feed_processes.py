@@ -151,3 +151,24 @@ def test_one_listening_connection_per_process_and_it_comes_back_when_lost(
                     stream.close()
     finally:
         observer.dispose()
+
+
+def test_two_workers_with_open_streams_stop_at_once(tmp_path: Path, database_url: str) -> None:
+    """Each worker ends its own streams on the SIGTERM its supervisor passes on: no worker
+    waits out the graceful timeout, and the streams end cleanly."""
+    users = [new_user_id() for _ in range(4)]
+    with server_process(
+        tmp_path, "--workers", "2", TASKTRAIL_DATABASE_URL=database_url, **STREAM_ENV
+    ) as server:
+        # Separate connections, so that the kernel spreads them over both workers.
+        streams = [stream_of(server.base_url, user_id) for user_id in users]
+        try:
+            assert all(stream.status == 200 for stream in streams)
+            server.stop()
+            ended = [stream.wait_end() for stream in streams]
+        finally:
+            for stream in streams:
+                stream.close()
+    assert all(isinstance(end, Ended) and end.error is None for end in ended), ended
+    log = server.log.read_text()
+    assert "timeout graceful shutdown exceeded" not in log, log
