@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     )
     sse_streams_per_user: int = Field(5, ge=1, validation_alias="TASKTRAIL_SSE_STREAMS_PER_USER")
     sse_poll_seconds: float = Field(0.5, gt=0, validation_alias="TASKTRAIL_SSE_POLL_SECONDS")
+    # Each user's fair share of a process (api/fair_share.py): requests served at once, more
+    # waiting in line, and an optional rate (requests a second; 0 is none) with its burst.
+    user_concurrency: int = Field(6, ge=1, validation_alias="TASKTRAIL_USER_CONCURRENCY")
+    user_queue: int = Field(64, ge=0, validation_alias="TASKTRAIL_USER_QUEUE")
+    user_rate: float = Field(0.0, ge=0, validation_alias="TASKTRAIL_USER_RATE")
+    user_burst: int | None = Field(None, ge=1, validation_alias="TASKTRAIL_USER_BURST")
 
     @field_validator("database_url")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy import Engine, exc
 
 from tasktrail import __version__
 from tasktrail.api.auth import KeySource, SharedSecret, TokenVerifier
+from tasktrail.api.fair_share import FairShare
 from tasktrail.api.head import HeadAsGetMiddleware
 from tasktrail.api.idempotency import purge_expired
 from tasktrail.api.jwks import JwkSetSource, jwk_set_from_file
@@ -51,6 +53,9 @@ EXPOSED_HEADERS = (
     "X-Request-ID",
     "Idempotent-Replayed",
     "Retry-After",
+    "RateLimit-Limit",
+    "RateLimit-Remaining",
+    "RateLimit-Reset",
 )
 
 DESCRIPTION = """\
@@ -144,6 +149,13 @@ def create_app(
     app.state.verifier = verifier
     app.state.cursor_key = cursor_key(settings.secret_bytes())
     app.state.feed_hub = feed_hub
+    app.state.fair_share = fair_share = FairShare(
+        concurrency=settings.user_concurrency,
+        queue=settings.user_queue,
+        rate=settings.user_rate,
+        # Two seconds' worth by default: a page load's burst of requests passes.
+        burst=settings.user_burst or max(1, math.ceil(settings.user_rate * 2)),
+    )
     app.state.remote_jwks = remote_jwks
     app.state.metrics = metrics = Metrics(database, pool)
     install_problem_handlers(app)
@@ -183,7 +195,7 @@ def create_app(
             expose_headers=list(EXPOSED_HEADERS),
             max_age=600,
         )
-    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics, fair_share=fair_share)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 
 from tasktrail.api.auth import AuthenticationError, Principal, TokenVerifier, UnknownKeyId
+from tasktrail.api.fair_share import FairShare
 from tasktrail.api.jwks_fetch import RemoteJwkSet
 from tasktrail.api.media_types import wants_event_stream
 from tasktrail.api.problems import MAX_ERRORS, Problem, task_not_found
@@ -94,6 +95,14 @@ class BearerAuthentication(HTTPBearer):
         self.query_token = query_token
 
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        principal = await self._verified(request)
+        # The user's fair share of this process (api/fair_share.py): given back by
+        # RequestContextMiddleware once the response is sent.
+        fair_share: FairShare = request.app.state.fair_share
+        await fair_share.enter(principal.user_id, request.scope.setdefault("state", {}))
+        return principal
+
+    async def _verified(self, request: Request) -> Principal:
         verifier: TokenVerifier = request.app.state.verifier
         if self.query_token and wants_event_stream(request):
             token = query_or_bearer_token(request)

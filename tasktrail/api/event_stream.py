@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response, StreamingResponse
 
+from tasktrail.api.fair_share import FairShare
 from tasktrail.api.live_feed import FeedHub, ShuttingDown, Subscription, TooManyStreams
 from tasktrail.api.media_types import EVENT_STREAM
 from tasktrail.api.metrics import Metrics
@@ -70,6 +71,10 @@ async def event_stream_response(request: Request, user_id: str, after: int) -> R
         raise Problem(
             503, "The service is shutting down; reconnect.", headers={"Retry-After": "1"}
         ) from None
+    # A stream lasts hours and has its own limit: it gives back the user's place in the
+    # process's fair share (api/fair_share.py) as it starts, not when it ends.
+    fair_share: FairShare = request.app.state.fair_share
+    fair_share.leave(request.scope.setdefault("state", {}))
     engine: Engine = request.app.state.engine
     try:
         # Subscribed first, read second: a write that commits during this read rings the bell.

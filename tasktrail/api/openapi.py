@@ -22,7 +22,8 @@ _MEANINGS = {
     413: "The body is over 64 KiB",
     415: "The body is not sent as JSON",
     422: "The body, a parameter or a header fails validation",
-    429: "Too many live streams open for this user; retry after Retry-After seconds",
+    429: "This user has too many requests in line or live streams open, or is over the rate "
+    "limit; retry after Retry-After seconds",
     503: "The database is unavailable or timed out; retry after Retry-After seconds",
 }
 
@@ -65,6 +66,12 @@ _SUCCESS_HEADERS: dict[tuple[str, str], tuple[str, ...]] = {
     ("/api/{user_id}/events", "get"): ("Link",),
 }
 
+_RATE_LIMIT_FIELDS = {
+    "RateLimit-Limit": "the limit that was reached (requests at once, or the burst)",
+    "RateLimit-Remaining": "what is left of it now",
+    "RateLimit-Reset": "seconds until there is room again",
+}
+
 _REQUEST_ID_PARAMETER = {
     "name": "X-Request-ID",
     "in": "header",
@@ -86,6 +93,14 @@ def finish_document(document: dict[str, Any]) -> None:
             operation.setdefault("parameters", []).append(_REQUEST_ID_PARAMETER)
             responses = operation["responses"]
             if path.startswith("/api/"):
+                # Every route that names a user takes its fair share (api/fair_share.py).
+                responses.setdefault(
+                    "429",
+                    {
+                        "description": _MEANINGS[429],
+                        "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}},
+                    },
+                )
                 responses["500"] = {
                     "description": "A fault of the server (a bug): problem details with the "
                     "request_id, never a stack trace",
@@ -98,6 +113,9 @@ def finish_document(document: dict[str, Any]) -> None:
                     headers["WWW-Authenticate"] = _header('Bearer error="invalid_token"')
                 elif status in ("429", "503"):
                     headers["Retry-After"] = _header("seconds to wait before retrying", "integer")
+                    if status == "429":
+                        for name in ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"):
+                            headers[name] = _header(_RATE_LIMIT_FIELDS[name], "integer")
                 elif status == "304":
                     headers["ETag"] = _HEADERS["ETag"]
                 elif status.startswith("2"):

@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tasktrail.api.fair_share import FairShare
 from tasktrail.api.metrics import Metrics
 from tasktrail.api.problems import Problem, problem_response
 
@@ -35,16 +36,18 @@ def choose_request_id(scope: Scope) -> str:
 class RequestContextMiddleware:
     """The outermost layer of the app: the request id, the log line and the metrics."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, fair_share: FairShare) -> None:
         self.app = app
         self.metrics = metrics
+        self.fair_share = fair_share
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         request_id = choose_request_id(scope)
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
         header = (b"x-request-id", request_id.encode())
         started = time.perf_counter()
         response: dict[str, Any] = {"status": 500}
@@ -58,6 +61,7 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            self.fair_share.leave(state)  # the user's place, if the request took one
             seconds = time.perf_counter() - started
             route = scope.get("route")
             # The template, never the raw path or query: ids stay out of metric labels and a
