@@ -26,6 +26,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, make_url
 
 from tasktrail.api.app import create_app
+from tasktrail.api.bounded_http import BoundedHttpToolsProtocol
 from tasktrail.database import create_database_engine
 from tasktrail.logs import configure_logging
 from tasktrail.migrations.runner import upgrade
@@ -226,14 +227,22 @@ def make_api(client: TestClient) -> Callable[[], Api]:
 
 
 @contextmanager
-def live_server(app: FastAPI) -> Iterator[str]:
+def live_server(
+    app: FastAPI, http: type[BoundedHttpToolsProtocol] = BoundedHttpToolsProtocol
+) -> Iterator[str]:
     """A real uvicorn on a free loopback port, in a thread; yields its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+        uvicorn.Config(
+            app,
+            log_level="warning",
+            access_log=False,
+            lifespan="on",
+            http=http,  # as `tasktrail serve` runs it
+        )
     )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -12,6 +12,7 @@ import typer
 import uvicorn
 
 from tasktrail.api.auth import AUDITOR_ROLE, is_valid_user_id
+from tasktrail.api.bounded_http import BoundedHttpToolsProtocol
 from tasktrail.api.jwks import check_jwks_settings
 from tasktrail.cli.common import fail, migrate, service_settings
 from tasktrail.cli.multiprocess import metrics_directory
@@ -56,6 +57,7 @@ def serve(
             # seconds on a small machine with several workers starting at once. uvicorn's 5 s
             # default killed and restarted workers that were merely starting.
             timeout_worker_healthcheck=30,
+            http=BoundedHttpToolsProtocol,  # a bound on each request's head: size and time
         )
 
 
