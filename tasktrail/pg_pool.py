@@ -16,6 +16,9 @@ adapters do: UUIDs, `timestamptz` read in UTC (the sessions' time zone), JSON th
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
+import structlog
 from psycopg.types.json import set_json_dumps, set_json_loads
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy import ClauseElement, make_url
@@ -79,6 +83,8 @@ async def _configure(conn: AsyncConnection) -> None:
     set_json_dumps(lambda value: orjson.dumps(value).decode(), conn)
     set_json_loads(orjson.loads, conn)
 
+
+_log = structlog.get_logger("tasktrail.pg_pool")
 
 # A pool that failed is replaced by a fresh one at most this often: psycopg's pool retries a lost
 # connection with a backoff that doubles up to minutes, so after an outage it could take longer
@@ -170,7 +176,13 @@ class AsyncPool:
         current = await self._current()
         try:
             async with current.pool.connection() as conn:
-                yield conn
+                watchdog = asyncio.get_running_loop().call_later(
+                    self._settings.database_deadline, cut_off, conn
+                )
+                try:
+                    yield conn
+                finally:
+                    watchdog.cancel()
         except PoolTimeout as error:
             current.failed = True
             raise DatabaseUnavailable("no database connection became free in time") from error
@@ -189,6 +201,25 @@ class AsyncPool:
         """One round trip through the pool (readiness)."""
         async with self.connection() as conn:
             await conn.execute("SELECT 1")
+
+
+def cut_off(conn: AsyncConnection) -> None:
+    """End a connection whose database has not answered within the deadline.
+
+    A server that hangs (stopped, or behind a partition) still has its kernel acknowledge our
+    packets, so no TCP timeout fires, and cancelling the awaiting task makes psycopg try to
+    cancel the query on that same server, for seconds more. Shutting the socket down instead
+    wakes the read at once with end-of-file: the statement fails as a lost connection (a 503),
+    and the pool drops the connection. The socket is shut down through a duplicate of libpq's
+    descriptor, which libpq still owns and closes itself.
+    """
+    try:
+        descriptor = conn.pgconn.socket
+    except psycopg.OperationalError:
+        return  # closed already
+    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(descriptor)) as duplicate:
+        duplicate.shutdown(socket.SHUT_RDWR)
+    _log.warning("the database did not answer in time; connection cut")
 
 
 def describe_sqlstate(sqlstate: str | None) -> str:

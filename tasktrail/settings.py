@@ -49,6 +49,10 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = Field(
         10_000, ge=100, validation_alias="TASKTRAIL_STATEMENT_TIMEOUT_MS"
     )
+    # Seconds a request may wait on the database, counted on this side: a database that hangs
+    # (a partition, a stopped server) sends no error, so past this the connection is cut and the
+    # answer is 503. statement_timeout is the server's own bound, useless when it does not run.
+    database_deadline: float = Field(5.0, gt=0, validation_alias="TASKTRAIL_DATABASE_DEADLINE")
     # The live feed (Server-Sent Events): a comment every so many seconds keeps proxies from
     # closing an idle stream; each user may hold this many streams per process; SQLite's
     # streams learn of new events by polling this often (PostgreSQL's are woken by NOTIFY).

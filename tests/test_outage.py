@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
+import httpx2
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import exc, text
 
 from tasktrail.api.app import create_app
 from tasktrail.database import create_database_engine, is_outage
-from tests.conftest import auth, make_settings, migrated
+from tests.conftest import auth, live_server, make_settings, migrated
 from tests.private_postgres import private_cluster
 
 ROUTES = [
@@ -93,3 +96,64 @@ def test_a_sqlite_error_in_the_statement_is_not_taken_for_an_outage(tmp_path: Pa
             blocker.close()
     finally:
         engine.dispose()
+
+
+FREEZE_SECONDS = float(os.environ.get("TASKTRAIL_FREEZE_SECONDS", "8"))
+
+
+def test_a_database_that_hangs_gets_503s_in_time_and_the_service_recovers() -> None:
+    """The database does not refuse, it hangs (SIGSTOP for FREEZE_SECONDS; 20 to 30 s with
+    TASKTRAIL_FREEZE_SECONDS=25): requests of every kind, sent while it hangs, each get their
+    answer (a 503 with Retry-After, never a 500) while it still hangs, through a real server.
+    Before, they waited as long as the database did. Then it wakes and the service goes on."""
+    with private_cluster() as cluster:
+        settings = make_settings(
+            migrated(cluster.url),
+            pool_size=3,
+            connect_timeout=2,
+            pool_timeout=2,
+            database_deadline=2,
+        )
+        user = "hung-user"
+        headers = auth(user)
+        with (
+            live_server(create_app(settings)) as base_url,
+            httpx2.Client(base_url=base_url, headers=headers, timeout=60) as client,
+        ):
+            created = client.post(f"/api/{user}/tasks", json={"title": "before"})
+            assert created.status_code == 201
+            task = created.json()["id"]
+            answers: list[tuple[str, int, float]] = []
+
+            def ask(method: str, path: str, body: object) -> None:
+                response = client.request(method, path.format(user=user, task=task), json=body)
+                if response.status_code == 503:
+                    assert int(response.headers["retry-after"]) > 0
+                    assert response.headers["content-type"] == "application/problem+json"
+                answers.append((f"{method} {path}", response.status_code, time.monotonic()))
+
+            with cluster.frozen():
+                frozen_at = time.monotonic()
+                threads = [
+                    threading.Thread(target=ask, args=route)
+                    for route in [*ROUTES, *ROUTES, ("GET", "/readyz", None)]
+                ]
+                for thread in threads:
+                    thread.start()
+                for thread in threads:
+                    thread.join(FREEZE_SECONDS + 30)
+                thawed_at = time.monotonic()
+            assert len(answers) == len(threads)
+            assert {status for _, status, _ in answers} == {503}, answers
+            late = [(route, at - frozen_at) for route, _, at in answers if at >= thawed_at]
+            assert late == [], f"answered only once the database woke up: {late}"
+
+            deadline = time.monotonic() + 30
+            while client.get(f"/api/{user}/tasks").status_code != 200:
+                assert time.monotonic() < deadline, "the service did not recover"
+                time.sleep(0.2)
+            after = client.post(f"/api/{user}/tasks", json={"title": "after"})
+            assert after.status_code == 201
+            titles = [item["title"] for item in client.get(f"/api/{user}/tasks").json()]
+            assert "after" in titles
+            assert "before" in titles

@@ -23,6 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response, StreamingResponse
 
+from tasktrail.api.blocking import in_thread
 from tasktrail.api.fair_share import FairShare
 from tasktrail.api.live_feed import FeedHub, ShuttingDown, Subscription, TooManyStreams
 from tasktrail.api.media_types import EVENT_STREAM
@@ -78,7 +79,7 @@ async def event_stream_response(request: Request, user_id: str, after: int) -> R
     engine: Engine = request.app.state.engine
     try:
         # Subscribed first, read second: a write that commits during this read rings the bell.
-        first = await _read(engine, user_id, after)
+        first = await in_thread(request, _feed, engine, user_id, after)
     except BaseException:
         hub.unsubscribe(subscription)
         raise

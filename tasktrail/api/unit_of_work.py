@@ -19,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import NamedTuple
 
-import anyio.to_thread
 import psycopg
 from fastapi import Request
 from sqlalchemy import Engine
 from starlette.responses import Response
 
+from tasktrail.api.blocking import in_thread
 from tasktrail.api.idempotency import (
     IdempotencyKey,
     answer_to_keep,
@@ -70,8 +70,8 @@ async def run_write(
     if pool is not None:
         response, appended = await _on_postgres(pool, command, keyed, respond)
     else:
-        response, appended = await anyio.to_thread.run_sync(
-            _in_thread, state.engine, command, keyed, respond
+        response, appended = await in_thread(
+            request, _in_thread, state.engine, command, keyed, respond
         )
     metrics: Metrics = state.metrics
     metrics.events_appended.inc(appended)  # counted once committed

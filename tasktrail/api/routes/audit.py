@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from starlette.responses import Response, StreamingResponse
 
 from tasktrail.api.auth import is_valid_user_id
+from tasktrail.api.blocking import in_thread
 from tasktrail.api.deps import Auditor, EngineDep
 from tasktrail.api.openapi import problems
 from tasktrail.api.problems import Problem
@@ -148,7 +149,7 @@ async def search_events(
     if accept is not None and NDJSON in accept:
         return await anyio.to_thread.run_sync(_export, engine, search, after)
     try:
-        page = await anyio.to_thread.run_sync(_page, engine, search, after, limit)
+        page = await in_thread(request, _page, engine, search, after, limit)
     except UnknownPosition as error:
         raise query_problem("after", str(error)) from None
     headers = {}

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import anyio.to_thread
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy import Engine
 from starlette.responses import Response
 
 from tasktrail.api.auth import Principal
+from tasktrail.api.blocking import in_thread
 from tasktrail.api.deps import StreamAuthenticated, require_own
 from tasktrail.api.event_stream import event_stream_response
 from tasktrail.api.media_types import EVENT_STREAM, wants_event_stream
@@ -37,7 +37,7 @@ async def read_task_history(
     request: Request, own: Annotated[OwnTask, Depends(own_task_with_only())]
 ) -> Response:
     engine: Engine = request.app.state.engine
-    history = await anyio.to_thread.run_sync(_history, engine, own.user.user_id, own.task_id)
+    history = await in_thread(request, _history, engine, own.user.user_id, own.task_id)
     if not history:
         raise task_not_found(own.task_id)
     return events_response(history)
@@ -114,7 +114,7 @@ async def read_user_feed(
         start = after if not last_event_id else _seq_of_last_event_id(last_event_id)
         return await event_stream_response(request, user.user_id, start)
     engine: Engine = request.app.state.engine
-    page = await anyio.to_thread.run_sync(_feed, engine, user.user_id, after, limit)
+    page = await in_thread(request, _feed, engine, user.user_id, after, limit)
     headers = {}
     if page.has_more:
         headers["Link"] = next_page_link(request, after=page.events[-1].seq, limit=limit)

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import anyio.to_thread
 import structlog
 from fastapi import APIRouter, Request
 from sqlalchemy import Engine, exc
 from starlette.responses import Response
 
+from tasktrail.api.blocking import in_thread
 from tasktrail.api.deps import EngineDep
 from tasktrail.api.openapi import problems
 from tasktrail.api.problems import RETRY_AFTER_SECONDS, Problem
@@ -40,7 +40,7 @@ async def readyz(request: Request, engine: EngineDep) -> Response:
     expected = head_revision()
     pool: AsyncPool | None = request.app.state.pool
     try:
-        found, held = await anyio.to_thread.run_sync(_schema_and_horizon, engine, expected)
+        found, held = await in_thread(request, _schema_and_horizon, engine, expected)
         if pool is not None:  # PostgreSQL's hot path has its own pool: it must answer too
             await pool.ping()
     except (DatabaseUnavailable, exc.DBAPIError) as error:

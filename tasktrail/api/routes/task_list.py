@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-import anyio.to_thread
 from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import Engine
 from starlette.responses import Response
 
 from tasktrail.api.auth import Principal
+from tasktrail.api.blocking import in_thread
 from tasktrail.api.openapi import problems
 from tasktrail.api.representation import next_page_link, task_list_response
 from tasktrail.api.routes.query import (
@@ -131,7 +131,7 @@ async def _page(request: Request, query: ListTasks, instant: datetime | None) ->
             page = await list_documents(conn, query)
         if page is not None:
             return page
-    return await anyio.to_thread.run_sync(_read_page, request.app.state.engine, query, instant)
+    return await in_thread(request, _read_page, request.app.state.engine, query, instant)
 
 
 def _read_page(engine: Engine, query: ListTasks, instant: datetime | None) -> DocumentPage:

@@ -8,12 +8,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-import anyio.to_thread
 import uuid_utils
 from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy import Engine
 from starlette.responses import Response
 
+from tasktrail.api.blocking import in_thread
 from tasktrail.api.deps import (
     json_body,
     parse_entity_tags,
@@ -116,9 +116,7 @@ async def read_task(
         document = await _stored_document(request, user_id, task_id)
     else:
         engine: Engine = request.app.state.engine
-        document = await anyio.to_thread.run_sync(
-            _document_as_of, engine, user_id, task_id, instant
-        )
+        document = await in_thread(request, _document_as_of, engine, user_id, task_id, instant)
     if document is None:
         raise task_not_found(task_id)
     if _not_modified(if_none_match, document):
@@ -132,7 +130,7 @@ async def _stored_document(request: Request, user_id: str, task_id: str) -> Task
     if pool is not None:
         async with pool.connection() as conn:
             return await get_task_document(conn, user_id, task_id)
-    return await anyio.to_thread.run_sync(_document, request.app.state.engine, user_id, task_id)
+    return await in_thread(request, _document, request.app.state.engine, user_id, task_id)
 
 
 def _document(engine: Engine, user_id: str, task_id: str) -> TaskDocument | None:
