@@ -81,8 +81,12 @@ def server_process(cwd: Path, *args: str, **env: str) -> Iterator[Server]:
             while True:
                 if process.poll() is not None:
                     raise AssertionError(f"serve exited early:\n{log.read_text()}")
+                # Our server's answer, not another's: a port found free a moment ago may have
+                # been taken since (other tests start servers too), and then whoever holds it
+                # answers /healthz while ours fails to bind.
+                listening = f"running on {base_url}" in log.read_text()
                 try:
-                    if httpx2.get(base_url + "/healthz", timeout=1).status_code == 200:
+                    if listening and httpx2.get(base_url + "/healthz", timeout=1).is_success:
                         break
                 except httpx2.TransportError:
                     pass
