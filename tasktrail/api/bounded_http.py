@@ -5,7 +5,8 @@ and however large they are: an 8 MB `Authorization` header was read, parsed and 
 app before any check, and a connection that sends half a head, or nothing at all, was kept
 open until the process ran out of file descriptors. This protocol refuses a head over
 `TASKTRAIL_HEADER_BYTES` (431) and one that is not complete `TASKTRAIL_HEADER_TIMEOUT` seconds
-after the connection opened or after its first byte (408), then closes the connection. Both
+after the connection opened, or after the read that brought only part of it (408), then closes
+the connection. Both
 answers are problem details, written directly: no app runs for them.
 """
 
@@ -52,8 +53,6 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         if self._reading_head:
-            if self._deadline is None:
-                self._arm()
             self._head_bytes += len(data)
             if self._head_bytes > self._limit:
                 self._refuse(
@@ -63,6 +62,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 )
                 return
         super().data_received(data)
+        # Usually the whole head came in this one read and on_headers_complete has run: no
+        # timer at all. A head split over reads has the timeout, from now, to be complete.
+        if self._reading_head and self._deadline is None and not self.transport.is_closing():
+            self._arm()
 
     def on_headers_complete(self) -> None:
         self._reading_head = False

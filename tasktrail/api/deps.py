@@ -99,7 +99,9 @@ class BearerAuthentication(HTTPBearer):
         # The user's fair share of this process (api/fair_share.py): given back by
         # RequestContextMiddleware once the response is sent.
         fair_share: FairShare = request.app.state.fair_share
-        await fair_share.enter(principal.user_id, request.scope.setdefault("state", {}))
+        state = request.scope.setdefault("state", {})
+        if not fair_share.enter_now(principal.user_id, state):
+            await fair_share.wait_in_line(principal.user_id, state)
         return principal
 
     async def _verified(self, request: Request) -> Principal:

@@ -32,7 +32,7 @@ from tasktrail.api.problems import Problem
 _HELD = "fair_share_user"  # the key, in the request's state, of the user whose share it holds
 
 
-@dataclass
+@dataclass(slots=True)
 class _Line:
     """One user's requests in this process: those being served, and those waiting."""
 
@@ -40,7 +40,7 @@ class _Line:
     waiting: deque[asyncio.Future[None]] = field(default_factory=deque)
 
 
-@dataclass
+@dataclass(slots=True)
 class _Bucket:
     tokens: float
     updated: float
@@ -55,12 +55,26 @@ class FairShare:
         self._lines: dict[str, _Line] = {}
         self._buckets: dict[str, _Bucket] = {}
 
-    async def enter(self, user_id: str, state: dict[str, Any]) -> None:
-        """Take one of the user's places (waiting in line for it if need be), or raise a 429."""
+    def enter_now(self, user_id: str, state: dict[str, Any]) -> bool:
+        """Take one of the user's places if one is free (the usual case, without a coroutine);
+        False when the request must wait in line (`wait_in_line`); a 429 past the rate."""
         if _HELD in state:
-            return  # this request holds its place already
+            return True  # this request holds its place already
         if self.rate > 0:
             self._spend_token(user_id)
+        line = self._lines.get(user_id)
+        if line is None:
+            self._lines[user_id] = _Line(serving=1)
+        elif line.serving < self.concurrency:
+            line.serving += 1
+        else:
+            return False
+        state[_HELD] = user_id
+        return True
+
+    async def wait_in_line(self, user_id: str, state: dict[str, Any]) -> None:
+        """After `enter_now` said no: wait in the user's line for a place, or a 429 if the line
+        is full."""
         line = self._lines.setdefault(user_id, _Line())
         if line.serving < self.concurrency:
             line.serving += 1

@@ -56,11 +56,16 @@ MAX_REPEATED_VALUES = 50
 
 
 def refuse_unknown_parameters(request: Request, allowed: tuple[str, ...] = ()) -> None:
-    unknown = sorted(set(request.query_params) - set(allowed))
+    if not request.scope.get("query_string"):
+        return  # most requests have none: no parsing at all
+    names = [name for name, _ in request.query_params.multi_items()]
+    given = set(names)
+    unknown = sorted(given - set(allowed))
     if unknown:
         raise _unknown(unknown, allowed)
-    counts = Counter(name for name, _ in request.query_params.multi_items())
-    for name, count in sorted(counts.items()):
+    if len(given) == len(names):
+        return  # nothing repeated
+    for name, count in sorted(Counter(names).items()):
         if count > 1 and name not in REPEATABLE_PARAMETERS:
             raise query_problem(
                 name, f"it is given {count} times; only tag and type may be repeated"
