@@ -202,3 +202,14 @@ def test_the_body_declares_the_title_rule(
     body = operation(document, "post", "/api/{user_id}/tasks")["requestBody"]
     pattern = body["content"]["application/json"]["schema"]["properties"]["title"]["pattern"]
     assert bool(re.fullmatch(pattern, text)) is valid
+
+
+def test_the_merge_patch_title_and_completed_are_not_nullable(document: dict[str, Any]) -> None:
+    """A merge patch may clear the optional fields with null, not title or completed (422)."""
+    body = operation(document, "patch", "/api/{user_id}/tasks/{task_id}")["requestBody"]
+    properties = body["content"]["application/merge-patch+json"]["schema"]["properties"]
+    assert properties["title"]["type"] == "string"
+    assert properties["completed"]["type"] == "boolean"
+    assert "anyOf" not in properties["title"]
+    assert "anyOf" not in properties["completed"]
+    assert {"type": "null"} in properties["description"]["anyOf"]

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic.json_schema import SkipJsonSchema
 
 from tasktrail.events.encoding import RFC3339_PATTERN, parse_timestamp
 from tasktrail.events.record import EVENT_FIELDS
@@ -155,12 +156,13 @@ class TaskPatch(_Body):
     `title` is refused.
     """
 
-    title: Title | None = None
+    # A null title or completed is refused (merge_patch_changes); the document leaves null out.
+    title: Title | SkipJsonSchema[None] = None
     description: Description | None = None
     due_at: Timestamp | None = None
     priority: Priority | None = None
     tags: Tags | None = None
-    completed: bool | None = None
+    completed: bool | SkipJsonSchema[None] = None
 
 
 class CompletionSet(BaseModel):
