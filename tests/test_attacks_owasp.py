@@ -103,6 +103,24 @@ def test_every_user_route_of_the_document_is_403_on_another_users_path(
     assert alice.request("GET").json() == []
 
 
+def test_every_audit_route_of_the_document_is_403_without_the_auditor_role(
+    client: TestClient, alice: Api, bob: Api
+) -> None:
+    """API5: Alice (no role) asking the audit routes about Bob, his task or herself is 403."""
+    document = client.get("/openapi.json").json()
+    audit = [path for path in document["paths"] if path.startswith("/api/audit/")]
+    assert len(audit) >= 2
+    bob_task = _task_ids(bob)[0]
+    for path in audit:
+        for user in (bob.user_id, alice.user_id):
+            url = path.replace("{user_id}", user)
+            params = {"user_id": user, "task_id": bob_task} if "{" not in path else {}
+            for method in ("GET", "HEAD"):
+                response = client.request(method, url, params=params, headers=alice.headers)
+                assert response.status_code == 403, (method, url, response.text)
+                assert bob.user_id.encode() not in response.content.replace(url.encode(), b"")
+
+
 def _comparable(response: httpx2.Response, asked: str) -> tuple[int, dict[str, str], bytes]:
     """Status, headers and raw body with the per-request parts (request id, instance) and the
     asked id blanked: what must not tell a stranger's task from one that never existed."""
