@@ -261,3 +261,46 @@ def test_a_token_just_under_the_head_limit_still_works(server: str) -> None:
         f"{server}/api/{user}/tasks", headers={"Authorization": f"Bearer {token}"}, timeout=10
     )
     assert response.status_code == 200, response.text
+
+
+def _signed_text(payload: str) -> str:
+    """A correctly signed token around a payload written as raw text (what json.dumps won't)."""
+    signing_input = f"{_part({'alg': 'HS256', 'typ': 'JWT'})}.{_b64url(payload.encode())}"
+    signature = hmac.new(SECRET.encode(), signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{_b64url(signature)}"
+
+
+LATER = "9999999999"
+RAW_PAYLOADS = {
+    "exp-infinity": ('{"sub":"%s","exp":Infinity}', r"\bexp\b"),
+    "exp-minus-infinity": ('{"sub":"%s","exp":-Infinity}', r"\bexp\b"),
+    "exp-nan": ('{"sub":"%s","exp":NaN}', r"\bexp\b"),
+    "exp-1e400": ('{"sub":"%s","exp":1e400}', r"\bexp\b"),
+    "exp-5000-digits": ('{"sub":"%s","exp":' + "9" * 5000 + "}", r"malformed|well-formed|\bexp\b"),
+    "iat-infinity": ('{"sub":"%s","exp":' + LATER + ',"iat":Infinity}', r"\biat\b"),
+    "nbf-nan": ('{"sub":"%s","exp":' + LATER + ',"nbf":NaN}', r"\bnbf\b"),
+    "payload-is-an-array": ('["%s"]', r"malformed|well-formed"),
+    "payload-5000-deep": (
+        '{"sub":"%s","exp":' + LATER + ',"x":' + "[" * 5000 + "]" * 5000 + "}",
+        r"malformed|well-formed",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("payload", "pattern"), list(RAW_PAYLOADS.values()), ids=list(RAW_PAYLOADS)
+)
+def test_a_signed_payload_of_non_standard_json_is_401(
+    client: TestClient, payload: str, pattern: str
+) -> None:
+    """Signed but hostile claims text (Infinity, NaN, huge numbers, deep nesting) is a 401."""
+    user = new_user_id()
+    assert_unauthorized(_get(client, user, _signed_text(payload % user)), pattern)
+
+
+def test_a_duplicated_sub_is_read_as_its_last_value_only(client: TestClient) -> None:
+    """RFC 7519 §4: with `sub` twice the last one counts; the first user's path stays closed."""
+    first, last = new_user_id(), new_user_id()
+    token = _signed_text(f'{{"sub":"{first}","sub":"{last}","exp":{LATER}}}')
+    assert _get(client, first, token).status_code == 403
+    assert _get(client, last, token).status_code == 200
