@@ -46,7 +46,16 @@ FUZZ_CONFIG = schemathesis.Config.from_dict(
             "positive_data_acceptance": {
                 "expected-statuses": ["2xx", "3xx", 401, 403, 404, 409, 412, 429, "5xx"]
             }
-        }
+        },
+        "operations": [
+            {
+                # A task's history is served "also after deletion" (api.md): the one read under a
+                # deleted task's path that is meant to stay 200. Every other read is still
+                # checked to be 404 once the task is deleted.
+                "include-path": "/api/{user_id}/tasks/{task_id}/events",
+                "checks": {"use_after_free": {"enabled": False}},
+            }
+        ],
     }
 )
 
