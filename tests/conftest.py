@@ -45,7 +45,7 @@ REQUIRE_POSTGRES = os.environ.get("TASKTRAIL_REQUIRE_POSTGRES") == "1"
 
 # Configuration of the developer's shell must not leak into the tests' own settings.
 _LEAKY = ("TASKTRAIL_", "BETTER_AUTH_SECRET")
-_KEPT = ("TASKTRAIL_TEST_", "TASKTRAIL_REQUIRE_POSTGRES")
+_KEPT = ("TASKTRAIL_TEST_", "TASKTRAIL_REQUIRE_POSTGRES", "TASKTRAIL_FUZZ_EXAMPLES")
 for _name in list(os.environ):
     if _name.startswith(_LEAKY) and not _name.startswith(_KEPT):
         del os.environ[_name]

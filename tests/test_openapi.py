@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -128,3 +129,87 @@ def test_request_bodies_are_documented_with_their_media_types(document: dict[str
     assert create["application/json"]["schema"]["additionalProperties"] is False
     patch = operation(document, "patch", "/api/{user_id}/tasks/{task_id}")["requestBody"]
     assert {"application/json", "application/merge-patch+json"} <= set(patch["content"])
+
+
+def _parameter(document: dict[str, Any], method: str, path: str, name: str) -> dict[str, Any]:
+    found = [p for p in operation(document, method, path)["parameters"] if p["name"] == name]
+    assert len(found) == 1, name
+    schema: dict[str, Any] = found[0]["schema"]
+    return schema
+
+
+TIMESTAMP_PARAMETERS = [
+    ("get", "/api/{user_id}/tasks", "due_before"),
+    ("get", "/api/{user_id}/tasks", "due_after"),
+    ("get", "/api/{user_id}/tasks", "as_of"),
+    ("get", "/api/{user_id}/tasks/{task_id}", "as_of"),
+    ("get", "/api/audit/events", "since"),
+    ("get", "/api/audit/events", "until"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "name"), TIMESTAMP_PARAMETERS)
+def test_a_timestamp_parameter_is_declared_with_its_format_and_pattern(
+    document: dict[str, Any], method: str, path: str, name: str
+) -> None:
+    """A timestamp parameter says it is an RFC 3339 date-time with an offset, not any text."""
+    schema = _parameter(document, method, path, name)
+    assert schema["type"] == "string"
+    assert schema["format"] == "date-time"
+    assert re.fullmatch(schema["pattern"], "2026-11-24T10:15:00.123456+02:00")
+    assert not re.fullmatch(schema["pattern"], "2026-11-24T10:15:00")
+    assert not re.fullmatch(schema["pattern"], "2026-11-24T10:15:00.1234567Z")
+
+
+def test_no_parameter_is_declared_nullable(document: dict[str, Any]) -> None:
+    """Query strings and headers hold text: an optional parameter is absent, never `null`."""
+    for path, operations in document["paths"].items():
+        for method, op in operations.items():
+            for parameter in op.get("parameters", []):
+                assert "anyOf" not in parameter["schema"], (method, path, parameter["name"])
+
+
+def test_the_list_filters_declare_what_the_service_refuses(document: dict[str, Any]) -> None:
+    """`q` and each `tag` say what is a 422: NUL, an empty or over-long tag, over 50 tags."""
+    q = _parameter(document, "get", "/api/{user_id}/tasks", "q")
+    assert q["maxLength"] == 200
+    assert not re.fullmatch(q["pattern"], "a\x00b")
+    tag = _parameter(document, "get", "/api/{user_id}/tasks", "tag")
+    assert tag["type"] == "array"
+    assert tag["maxItems"] == 50
+    assert tag["items"]["minLength"] == 1
+    assert tag["items"]["maxLength"] == 50
+
+
+@pytest.mark.parametrize(
+    ("text", "valid"),
+    [
+        ("a", True),
+        ("  a  ", True),
+        ("   ", False),
+        ("", False),
+        ("\x1c\x85a\u3000", True),
+        ("a" * 200, True),
+        (" " + "a" * 200 + "\t", True),
+        ("a" * 201, False),
+        ("a\x00", False),
+    ],
+)
+def test_the_body_declares_the_title_rule(
+    document: dict[str, Any], text: str, *, valid: bool
+) -> None:
+    """The title's pattern is the validator's rule: 1 to 200 characters after trimming, no NUL."""
+    body = operation(document, "post", "/api/{user_id}/tasks")["requestBody"]
+    pattern = body["content"]["application/json"]["schema"]["properties"]["title"]["pattern"]
+    assert bool(re.fullmatch(pattern, text)) is valid
+
+
+def test_the_merge_patch_title_and_completed_are_not_nullable(document: dict[str, Any]) -> None:
+    """A merge patch may clear the optional fields with null, not title or completed (422)."""
+    body = operation(document, "patch", "/api/{user_id}/tasks/{task_id}")["requestBody"]
+    properties = body["content"]["application/merge-patch+json"]["schema"]["properties"]
+    assert properties["title"]["type"] == "string"
+    assert properties["completed"]["type"] == "boolean"
+    assert "anyOf" not in properties["title"]
+    assert "anyOf" not in properties["completed"]
+    assert {"type": "null"} in properties["description"]["anyOf"]

@@ -82,6 +82,20 @@ _REQUEST_ID_PARAMETER = {
 }
 
 
+def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """An optional parameter's schema as FastAPI writes it (`anyOf: [X, null]`) becomes X: a
+    query string or header holds text and cannot carry a JSON null; absent is how it is left out.
+    (Left as it is, a generator takes a number spelled as text for a wrong type.)"""
+    alternatives = schema.get("anyOf")
+    if not alternatives:
+        return schema
+    kept = [alternative for alternative in alternatives if alternative != {"type": "null"}]
+    if len(kept) != 1:
+        return schema
+    merged = {key: value for key, value in schema.items() if key != "anyOf"}
+    return {**kept[0], **merged}
+
+
 def finish_document(document: dict[str, Any]) -> None:
     """What FastAPI cannot infer: problem schema, headers of every response, the 500."""
     schemas = document.setdefault("components", {}).setdefault("schemas", {})
@@ -90,6 +104,8 @@ def finish_document(document: dict[str, Any]) -> None:
     )
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
+            for parameter in operation.get("parameters", []):
+                parameter["schema"] = _without_null(parameter["schema"])
             operation.setdefault("parameters", []).append(_REQUEST_ID_PARAMETER)
             responses = operation["responses"]
             if path.startswith("/api/"):

@@ -11,8 +11,9 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic.json_schema import SkipJsonSchema
 
-from tasktrail.events.encoding import parse_timestamp
+from tasktrail.events.encoding import RFC3339_PATTERN, parse_timestamp
 from tasktrail.events.record import EVENT_FIELDS
 from tasktrail.projections.fields import SERVED_FIELDS, Kind, TaskField
 
@@ -71,13 +72,41 @@ def _timestamp(value: Any) -> datetime:
     return parse_timestamp(value)
 
 
-Title = Annotated[str, AfterValidator(_title)]
-Description = Annotated[str, AfterValidator(_description)]
-Tags = Annotated[list[str], AfterValidator(_tags)]
+# What str.strip() trims (str.isspace), spelled out: a pattern's `\s` differs between regex
+# dialects (ECMA's leaves out U+001C..U+001F and U+0085, and takes U+FEFF).
+_SPACE = r"\t-\r\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def _trimmed_text(low: int, high: int) -> str:
+    """A pattern for text without U+0000 whose length after trimming is `low` (0 or 1) to `high`:
+    the document says what the validators above accept, so a generated body meets the same rule."""
+    solid = rf"[^{_SPACE}\u0000]"
+    inner = rf"{solid}(?:[^\u0000]{{0,{high - 2}}}{solid})?"
+    return rf"^[{_SPACE}]*{inner if low else f'(?:{inner})?'}[{_SPACE}]*$"
+
+
+Title = Annotated[
+    str, AfterValidator(_title), Field(json_schema_extra={"pattern": _trimmed_text(1, TITLE_MAX)})
+]
+Description = Annotated[
+    str,
+    AfterValidator(_description),
+    Field(json_schema_extra={"pattern": _trimmed_text(0, DESCRIPTION_MAX)}),
+]
+Tags = Annotated[
+    list[str],
+    AfterValidator(_tags),
+    Field(
+        json_schema_extra={
+            "items": {"type": "string", "pattern": _trimmed_text(1, TAG_MAX)},
+            "maxItems": TAGS_MAX,
+        }
+    ),
+]
 Timestamp = Annotated[
     datetime,
     BeforeValidator(_timestamp),
-    Field(json_schema_extra={"type": "string", "format": "date-time"}),
+    Field(json_schema_extra={"type": "string", "format": "date-time", "pattern": RFC3339_PATTERN}),
 ]
 Priority = Annotated[int, Field(ge=0, le=3)]
 
@@ -127,12 +156,13 @@ class TaskPatch(_Body):
     `title` is refused.
     """
 
-    title: Title | None = None
+    # A null title or completed is refused (merge_patch_changes); the document leaves null out.
+    title: Title | SkipJsonSchema[None] = None
     description: Description | None = None
     due_at: Timestamp | None = None
     priority: Priority | None = None
     tags: Tags | None = None
-    completed: bool | None = None
+    completed: bool | SkipJsonSchema[None] = None
 
 
 class CompletionSet(BaseModel):

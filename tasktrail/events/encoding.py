@@ -17,9 +17,10 @@ from typing import Any
 _TIMESTAMP_FORMAT = "%m-%dT%H:%M:%S.%fZ"  # the year is written apart, see format_timestamp
 
 # RFC 3339 date-time with a mandatory offset and at most six fractional digits.
-_RFC3339 = re.compile(
+RFC3339_PATTERN = (
     r"^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(\.\d{1,6})?([Zz]|[+-]\d{2}:\d{2})$"
 )
+_RFC3339 = re.compile(RFC3339_PATTERN)
 
 
 def canonical_json(value: Any) -> bytes:

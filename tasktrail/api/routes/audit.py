@@ -24,6 +24,7 @@ from tasktrail.api.representation import (
     next_page_link,
 )
 from tasktrail.api.routes.query import (
+    TIMESTAMP_SCHEMA,
     only_parameters_of,
     query_problem,
     query_text,
@@ -124,8 +125,16 @@ async def search_events(
     type: Annotated[
         list[EventType] | None, Query(description="repeatable: only events of these types")
     ] = None,
-    since: Annotated[str | None, Query(description="occurred_at at or after this instant")] = None,
-    until: Annotated[str | None, Query(description="occurred_at before this instant")] = None,
+    since: Annotated[
+        str | None,
+        Query(
+            description="occurred_at at or after this instant", json_schema_extra=TIMESTAMP_SCHEMA
+        ),
+    ] = None,
+    until: Annotated[
+        str | None,
+        Query(description="occurred_at before this instant", json_schema_extra=TIMESTAMP_SCHEMA),
+    ] = None,
     after: Annotated[
         int | None, Query(ge=0, le=2**63 - 1, description="a position: continue after it")
     ] = None,

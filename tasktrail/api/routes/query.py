@@ -12,7 +12,7 @@ from fastapi import Request
 from tasktrail.api.auth import Principal
 from tasktrail.api.deps import Auditor, Authenticated, parse_task_id, require_own
 from tasktrail.api.problems import Problem
-from tasktrail.events.encoding import parse_timestamp
+from tasktrail.events.encoding import RFC3339_PATTERN, parse_timestamp
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +96,12 @@ def _unknown(unknown: list[str], allowed: tuple[str, ...]) -> Problem:
         ],
     )
 
+
+# What the document says of a timestamp parameter, the same rule parse_timestamp applies: the
+# parameter is read as text (a bad one is a 422 naming it), so the schema alone carries this.
+TIMESTAMP_SCHEMA: dict[str, object] = {"format": "date-time", "pattern": RFC3339_PATTERN}
+# Text that query_text refuses for holding U+0000 (PostgreSQL cannot store or compare it).
+NO_NUL_SCHEMA: dict[str, object] = {"pattern": "^[^\\u0000]*$"}
 
 AS_OF_DESCRIPTION = (
     "RFC 3339 timestamp: the answer as it was at that instant, rebuilt from the task events "

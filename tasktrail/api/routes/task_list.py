@@ -15,6 +15,9 @@ from tasktrail.api.openapi import problems
 from tasktrail.api.representation import next_page_link, task_list_response
 from tasktrail.api.routes.query import (
     AS_OF_DESCRIPTION,
+    MAX_REPEATED_VALUES,
+    NO_NUL_SCHEMA,
+    TIMESTAMP_SCHEMA,
     own_user_with_only,
     query_problem,
     query_text,
@@ -76,21 +79,41 @@ async def list_user_tasks(
     ] = "-created",
     q: Annotated[
         str | None,
-        Query(max_length=200, description="case-insensitive text in the title or description"),
+        Query(
+            max_length=200,
+            description="case-insensitive text in the title or description",
+            json_schema_extra=NO_NUL_SCHEMA,
+        ),
     ] = None,
     tag: Annotated[
         list[str] | None,
-        Query(description="repeatable; a task must carry every tag given (case-insensitive)"),
+        Query(
+            description="repeatable; a task must carry every tag given (case-insensitive)",
+            json_schema_extra={
+                "maxItems": MAX_REPEATED_VALUES,
+                "items": {"type": "string", "minLength": 1, "maxLength": 50, **NO_NUL_SCHEMA},
+            },
+        ),
     ] = None,
     due_before: Annotated[
-        str | None, Query(description="RFC 3339 timestamp; due_at < due_before")
+        str | None,
+        Query(
+            description="RFC 3339 timestamp; due_at < due_before",
+            json_schema_extra=TIMESTAMP_SCHEMA,
+        ),
     ] = None,
     due_after: Annotated[
-        str | None, Query(description="RFC 3339 timestamp; due_at >= due_after")
+        str | None,
+        Query(
+            description="RFC 3339 timestamp; due_at >= due_after",
+            json_schema_extra=TIMESTAMP_SCHEMA,
+        ),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
     cursor: Annotated[str | None, Query(description="opaque; take it from the Link header")] = None,
-    as_of: Annotated[str | None, Query(description=AS_OF_DESCRIPTION)] = None,
+    as_of: Annotated[
+        str | None, Query(description=AS_OF_DESCRIPTION, json_schema_extra=TIMESTAMP_SCHEMA)
+    ] = None,
 ) -> Response:
     parsed_sort = Sort.parse(sort)
     tags = tuple(query_text("tag", value, max_length=50) for value in tag or ())

@@ -26,6 +26,7 @@ from tasktrail.api.problems import Problem, task_not_found
 from tasktrail.api.representation import task_response
 from tasktrail.api.routes.query import (
     AS_OF_DESCRIPTION,
+    TIMESTAMP_SCHEMA,
     OwnTask,
     own_task_with_only,
     query_timestamp,
@@ -104,7 +105,9 @@ async def create_task(
 async def read_task(
     request: Request,
     own: Annotated[OwnTask, Depends(own_task_with_only("as_of"))],
-    as_of: Annotated[str | None, Query(description=AS_OF_DESCRIPTION)] = None,
+    as_of: Annotated[
+        str | None, Query(description=AS_OF_DESCRIPTION, json_schema_extra=TIMESTAMP_SCHEMA)
+    ] = None,
     if_none_match: Annotated[
         str | None,
         Header(alias="If-None-Match", description="an ETag you hold; 304 while it is current"),
