@@ -280,10 +280,6 @@ RAW_PAYLOADS = {
     "iat-infinity": ('{"sub":"%s","exp":' + LATER + ',"iat":Infinity}', r"\biat\b"),
     "nbf-nan": ('{"sub":"%s","exp":' + LATER + ',"nbf":NaN}', r"\bnbf\b"),
     "payload-is-an-array": ('["%s"]', r"malformed|well-formed"),
-    "payload-5000-deep": (
-        '{"sub":"%s","exp":' + LATER + ',"x":' + "[" * 5000 + "]" * 5000 + "}",
-        r"malformed|well-formed",
-    ),
 }
 
 
@@ -296,6 +292,18 @@ def test_a_signed_payload_of_non_standard_json_is_401(
     """Signed but hostile claims text (Infinity, NaN, huge numbers, deep nesting) is a 401."""
     user = new_user_id()
     assert_unauthorized(_get(client, user, _signed_text(payload % user)), pattern)
+
+
+def test_a_signed_payload_nested_5000_deep_is_no_500(client: TestClient) -> None:
+    """Claims nested 5000 deep, signed with the service's own secret: Python 3.11's json refuses
+    that depth (a 401, the token is malformed), 3.13's parses it (valid claims from a holder of
+    the secret, so 200). Either way an answer, never a 500 or a crash."""
+    user = new_user_id()
+    payload = f'{{"sub":"{user}","exp":{LATER},"x":' + "[" * 5000 + "]" * 5000 + "}"
+    response = _get(client, user, _signed_text(payload))
+    assert response.status_code in (200, 401), response.text
+    if response.status_code == 401:
+        assert_unauthorized(response, r"malformed|well-formed")
 
 
 def test_a_duplicated_sub_is_read_as_its_last_value_only(client: TestClient) -> None:
