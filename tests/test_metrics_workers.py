@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
 from contextlib import suppress
 from pathlib import Path
 
 import httpx2
 
+from tasktrail.api.metrics import reap_dead_processes
 from tests.conftest import SECRET
 from tests.processes import served
 from tests.test_metrics import sample
@@ -92,3 +95,24 @@ def test_the_operators_directory_is_emptied_at_start_and_a_killed_workers_gauges
         assert sample(text, "tasktrail_http_requests_total", **READYZ) == 20
         assert sample(text, "tasktrail_sse_streams_open") == 0
     assert directory.exists()  # the operator's, not serve's to remove
+
+
+def test_a_dead_worker_not_yet_reaped_by_its_supervisor_loses_its_live_gauges(
+    tmp_path: Path,
+) -> None:
+    """A killed worker stays a zombie until uvicorn's supervisor reaps it, which can take its
+    whole health-check timeout: a zombie counts as gone. A running process keeps its gauges."""
+    sleeper = [sys.executable, "-c", "import time; time.sleep(60)"]
+    with subprocess.Popen(sleeper) as running, subprocess.Popen(sleeper) as dead:
+        try:
+            dead.kill()
+            stat = Path(f"/proc/{dead.pid}/stat")
+            while not stat.read_text().rsplit(")", 1)[1].startswith(" Z"):
+                time.sleep(0.01)  # not reaped: this test is its parent and has not waited
+            for pid in (running.pid, dead.pid):
+                (tmp_path / f"gauge_livesum_{pid}.db").write_bytes(b"")
+            reap_dead_processes(str(tmp_path))
+            left = [path.name for path in tmp_path.iterdir()]
+            assert left == [f"gauge_livesum_{running.pid}.db"]
+        finally:
+            running.kill()

@@ -83,7 +83,19 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True  # someone else's process: alive
-    return True
+    return not _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """A worker that died but that its supervisor has not reaped yet. uvicorn's reaps only
+    between health checks, each waiting up to timeout_worker_healthcheck (30 s) for a worker
+    that may have died mid-check: a dead worker's streams would count as open all that time."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no /proc (not Linux), or reaped meanwhile: kill(0) decides
+    # The state follows the command name, which is in parentheses and may hold anything.
+    return stat[stat.rindex(")") + 2 :].startswith("Z")
 
 
 class PoolCollector(Collector):
