@@ -17,6 +17,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from tasktrail.row_security import NO_SCOPE, SET_SCOPE_SQL, current_scope
+
 if TYPE_CHECKING:  # only a type here: the rebuild's workers need no settings (0.2 s to import)
     from tasktrail.settings import Settings
 
@@ -57,7 +59,7 @@ def _postgres_engine(url: URL, settings: Settings) -> Engine:
     # idle_in_transaction_session_timeout: a stuck client of ours must not hold row locks (and
     # the feed's horizon) forever.
     options += " -c idle_in_transaction_session_timeout=60000"
-    return create_engine(
+    engine = create_engine(
         url,
         **_JSON_CODEC,
         hide_parameters=True,  # an error's text is logged: task titles must not be in it
@@ -71,6 +73,16 @@ def _postgres_engine(url: URL, settings: Settings) -> Engine:
             "application_name": "tasktrail",
         },
     )
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # Every transaction of a request reaches only its scope's rows (row_security.py). A
+        # transaction with no scope (the operator's commands, run as the owner) sets nothing.
+        scope = current_scope()
+        if scope != NO_SCOPE:
+            connection.exec_driver_sql(SET_SCOPE_SQL, scope.parameters())
+
+    return engine
 
 
 def _sqlite_engine(url: URL, settings: Settings) -> Engine:

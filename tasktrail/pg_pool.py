@@ -34,6 +34,7 @@ from sqlalchemy import ClauseElement, make_url
 from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 
 from tasktrail.database import UNAVAILABLE_SQLSTATES, DatabaseUnavailable
+from tasktrail.row_security import SET_SCOPE_SQL, DatabaseScope
 
 if TYPE_CHECKING:
     from tasktrail.settings import Settings
@@ -201,6 +202,23 @@ class AsyncPool:
         """One round trip through the pool (readiness)."""
         async with self.connection() as conn:
             await conn.execute("SELECT 1")
+
+
+async def set_scope(conn: AsyncConnection, scope: DatabaseScope) -> None:
+    """Scope the transaction under way (row_security.py): call it first in the transaction."""
+    await conn.execute(SET_SCOPE_SQL, scope.parameters())
+
+
+@asynccontextmanager
+async def in_scope(conn: AsyncConnection, scope: DatabaseScope) -> AsyncIterator[None]:
+    """Statements in autocommit, run in the scope: the scope and the statements sent in the
+    block go in one pipeline, and so in one implicit transaction. Fetch their results after
+    the block: its end sends them all with one Sync and reads every result, one round trip
+    (and raises a statement's error there). A fetch inside the block costs a round trip more,
+    and a write's transaction would stay open across it."""
+    async with conn.pipeline():
+        await set_scope(conn, scope)
+        yield
 
 
 def cut_off(conn: AsyncConnection) -> None:

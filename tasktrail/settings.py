@@ -28,6 +28,10 @@ class Settings(BaseSettings):
     )
 
     database_url: str = Field(DEFAULT_DATABASE_URL, validation_alias="TASKTRAIL_DATABASE_URL")
+    # The tables' owner, on PostgreSQL: migrations and the operator's commands (rebuild, verify,
+    # export) connect with it, the service with `database_url` (a member of tasktrail_service,
+    # bound by row-level security). Unset, both use `database_url`.
+    owner_database_url: str | None = Field(None, validation_alias="TASKTRAIL_OWNER_DATABASE_URL")
     auth_secret: SecretStr | None = Field(None, validation_alias="BETTER_AUTH_SECRET")
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = Field(
         "HS256", validation_alias="TASKTRAIL_JWT_ALGORITHM"
@@ -72,14 +76,22 @@ class Settings(BaseSettings):
     user_rate: float = Field(0.0, ge=0, validation_alias="TASKTRAIL_USER_RATE")
     user_burst: int | None = Field(None, ge=1, validation_alias="TASKTRAIL_USER_BURST")
 
-    @field_validator("database_url")
+    @field_validator("database_url", "owner_database_url")
     @classmethod
-    def _normalise_database_url(cls, url: str) -> str:
+    def _normalise_database_url(cls, url: str | None) -> str | None:
         """Both `postgres://` and `postgresql://` mean psycopg 3 (SQLAlchemy may pick psycopg2)."""
+        if url is None:
+            return None
         for prefix in ("postgres://", "postgresql://"):
             if url.startswith(prefix):
                 return "postgresql+psycopg://" + url[len(prefix) :]
         return url
+
+    def as_owner(self) -> Settings:
+        """These settings, connecting as the tables' owner."""
+        if self.owner_database_url is None:
+            return self
+        return self.model_copy(update={"database_url": self.owner_database_url})
 
     @property
     def is_postgres(self) -> bool:

@@ -7,6 +7,7 @@ which makes them fail instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -91,6 +92,35 @@ def scratch_postgres_database(prefix: str = "tasktrail_test") -> Iterator[str]:
             admin_conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+# The login role the tests' service connects as on PostgreSQL: a member of tasktrail_service
+# (migration 0012), so the apps of the tests are bound by its privileges and row security.
+SERVICE_LOGIN = "tasktrail_test_service"
+
+
+def as_service(owner_url: str) -> str:
+    """The URL of a migrated database as the service's login role sees it (made once per
+    cluster); SQLite's URL as it is."""
+    url = make_url(owner_url)
+    if url.get_backend_name() != "postgresql":
+        return owner_url
+    conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+    with psycopg.connect(conninfo, autocommit=True, connect_timeout=3) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (SERVICE_LOGIN,))
+        if exists.fetchone() is None:
+            # Another test session may make it at the same moment.
+            with contextlib.suppress(
+                psycopg.errors.DuplicateObject, psycopg.errors.UniqueViolation
+            ):
+                conn.execute(f"CREATE ROLE {SERVICE_LOGIN} LOGIN IN ROLE tasktrail_service")
+    return url.set(username=SERVICE_LOGIN, password=None).render_as_string(hide_password=False)
+
+
+def service_role_settings(owner_url: str, **overrides: Any) -> Settings:
+    """Settings of the service as production runs it: connected as the service's role, the
+    owner's URL kept for what the owner does."""
+    return make_settings(as_service(owner_url), owner_database_url=owner_url, **overrides)
+
+
 def migrated(url: str) -> str:
     engine = create_database_engine(make_settings(url))
     try:
@@ -148,8 +178,10 @@ def postgres_engine(postgres_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture(scope="session")
-def app(settings: Settings, engine: Engine) -> FastAPI:
-    return create_app(settings, engine=engine)
+def app(database_url: str) -> FastAPI:
+    """The service as it runs in production: on PostgreSQL, as the service's role, not the
+    owner's (the `engine` fixture's), so every test through it is bound by row security."""
+    return create_app(service_role_settings(database_url))
 
 
 @pytest.fixture(scope="session")

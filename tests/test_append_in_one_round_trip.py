@@ -57,7 +57,7 @@ from tasktrail.events.store import event_columns, event_from_row
 from tasktrail.events.types import Event, EventType
 from tasktrail.pg_pool import AsyncConnection, conninfo_of
 from tasktrail.schema import events, idempotency_keys
-from tests.conftest import Api, auth, live_server, make_settings, new_user_id
+from tests.conftest import Api, auth, live_server, make_settings, new_user_id, service_role_settings
 from tests.test_write_snapshot import row_is_the_replay
 
 # Text that JSON must escape or that UTF-8 writes in several bytes, and text shaped like the
@@ -297,7 +297,7 @@ def test_concurrent_patches_of_one_task_all_land_in_order(
     """Through uvicorn, twenty writes race on one task: those whose snapshot moved go the long
     way, so every one succeeds, versions run 1..21 without a gap, and the chain and the read
     model hold."""
-    app: FastAPI = create_app(make_settings(postgres_url), engine=postgres_engine)
+    app: FastAPI = create_app(service_role_settings(postgres_url))
     user_id = new_user_id()
     with TestClient(app) as client:
         task = Api(client, user_id).create(title="raced")

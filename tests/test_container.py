@@ -193,7 +193,10 @@ def test_migrations_run_once_in_migrate_and_never_in_the_api() -> None:
     """migrate runs `tasktrail db upgrade`; the api runs `serve --no-migrate` on all interfaces
     with several workers; both are commands and options the CLI has."""
     services = compose()["services"]
-    assert parse_cli(services["migrate"]["command"]) == ("db upgrade", {})
+    assert parse_cli(services["migrate"]["command"]) == (
+        "db upgrade",
+        {"service_login": "tasktrail_api"},
+    )
     name, params = parse_cli(with_defaults(services["api"]["command"]))
     assert name == "serve"
     assert params["no_migrate"] is True
@@ -206,8 +209,9 @@ def test_migrations_run_once_in_migrate_and_never_in_the_api() -> None:
 def test_the_service_reaches_the_db_service_and_takes_its_secret_from_the_environment(
     service: str,
 ) -> None:
-    """TASKTRAIL_DATABASE_URL names the db service, its user and database; BETTER_AUTH_SECRET
-    and the password come from the environment, and compose refuses to start without them."""
+    """TASKTRAIL_DATABASE_URL names the db service and its database: migrate connects as the
+    tables' owner, the api as the login role migrate makes for it (never the owner); the secret
+    and both passwords come from the environment, and compose refuses to start without them."""
     services = compose()["services"]
     environment = services[service]["environment"]
     db = services["db"]["environment"]
@@ -215,7 +219,17 @@ def test_the_service_reaches_the_db_service_and_takes_its_secret_from_the_enviro
     match = re.fullmatch(r"postgresql://(\w+):(\$\{\w+:\?[^}]*\})@db:5432/(\w+)", url)
     assert match is not None, url
     user, password, database = match.groups()
-    assert (user, database) == (db["POSTGRES_USER"], db["POSTGRES_DB"])
-    assert password.startswith("${POSTGRES_PASSWORD:?")
+    assert database == db["POSTGRES_DB"]
+    if service == "migrate":
+        assert user == db["POSTGRES_USER"]
+        assert password.startswith("${POSTGRES_PASSWORD:?")
+        assert environment["TASKTRAIL_SERVICE_PASSWORD"].startswith(
+            "${TASKTRAIL_SERVICE_PASSWORD:?"
+        )
+    else:
+        _, options = parse_cli(services["migrate"]["command"])
+        assert user == options["service_login"] != db["POSTGRES_USER"]
+        assert password.startswith("${TASKTRAIL_SERVICE_PASSWORD:?")
+        assert "TASKTRAIL_OWNER_DATABASE_URL" not in environment
     assert db["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")
     assert environment["BETTER_AUTH_SECRET"].startswith("${BETTER_AUTH_SECRET:?")

@@ -24,7 +24,7 @@ from tasktrail.pg_pool import conninfo_of
 from tasktrail.queries.hot_list import list_documents
 from tasktrail.queries.list_query import ListTasks, Sort, StatusFilter
 from tasktrail.queries.tasks import DocumentPage, list_tasks
-from tests.conftest import Api, make_settings, new_user_id
+from tests.conftest import Api, new_user_id, service_role_settings
 
 TITLES = ["50% off", "under_score", "a/slash", "Ünïcode straße", "plain", "PLAIN too", "x%_/y"]
 
@@ -33,8 +33,8 @@ TITLES = ["50% off", "under_score", "a/slash", "Ünïcode straße", "plain", "PL
 def populated(postgres_engine: Engine, postgres_url: str) -> tuple[str, str]:
     """A user with varied tasks: LIKE's special characters, tags, due dates or none, priorities,
     completed and deleted ones."""
-    settings = make_settings(postgres_url)
-    with TestClient(create_app(settings, engine=postgres_engine)) as client:
+    settings = service_role_settings(postgres_url)
+    with TestClient(create_app(settings)) as client:
         api = Api(client, new_user_id())
         for n in range(23):
             fields: dict[str, Any] = {
@@ -129,8 +129,8 @@ def test_a_task_changed_since_the_snapshot_is_left_to_the_reference_walk(
 ) -> None:
     """A later page with a task edited since the walk began: the native list declines (None),
     and the reference walk, which places the task as of the snapshot, serves it."""
-    settings = make_settings(postgres_url)
-    with TestClient(create_app(settings, engine=postgres_engine)) as client:
+    settings = service_role_settings(postgres_url)
+    with TestClient(create_app(settings)) as client:
         api = Api(client, new_user_id())
         ids = [api.create(title=f"t{n}")["id"] for n in range(5)]
         first = api.request("GET", "", params={"limit": 2, "sort": "title"})

@@ -23,11 +23,12 @@ from tasktrail.commands.on_postgres import handle_on_postgres
 from tasktrail.commands.types import CommandContext, UpdateTask
 from tasktrail.database import write_transaction
 from tasktrail.events.store import read_task_stream
-from tasktrail.pg_pool import conninfo_of
+from tasktrail.pg_pool import conninfo_of, set_scope
 from tasktrail.projections.evolve import fold
 from tasktrail.projections.inline import task_row
+from tasktrail.row_security import DatabaseScope
 from tasktrail.schema import tasks
-from tests.conftest import Api, make_settings, new_user_id
+from tests.conftest import Api, new_user_id, service_role_settings
 
 
 @contextmanager
@@ -105,8 +106,8 @@ def test_postgres_async_write_on_a_current_row_reads_no_event_of_the_task(
     postgres_engine: Engine, postgres_url: str
 ) -> None:
     """The same on PostgreSQL's own path: psycopg's async connection, in a pipeline."""
-    settings = make_settings(postgres_url)
-    with TestClient(create_app(settings, engine=postgres_engine)) as client:
+    settings = service_role_settings(postgres_url)
+    with TestClient(create_app(settings)) as client:
         api = Api(client, new_user_id())
         task = long_history(api)
     conninfo = conninfo_of(settings)
@@ -115,6 +116,8 @@ def test_postgres_async_write_on_a_current_row_reads_no_event_of_the_task(
         async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
             conn.cursor_factory = RecordingCursor
             async with conn.pipeline(), conn.transaction():
+                # As the service's role, first in the transaction, as unit_of_work does.
+                await set_scope(conn, DatabaseScope(user_id=api.user_id))
                 return await handle_on_postgres(conn, rename(api, task["id"]))
 
     RecordingCursor.sent.clear()

@@ -13,7 +13,7 @@ import structlog
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from sqlalchemy import Engine, exc
+from sqlalchemy import Engine, exc, text
 
 from tasktrail import __version__
 from tasktrail.api.auth import KeySource, SharedSecret, TokenVerifier
@@ -35,10 +35,11 @@ from tasktrail.api.problems import install_problem_handlers
 from tasktrail.api.request_context import RequestContextMiddleware, UnhandledErrorMiddleware
 from tasktrail.api.routes import audit, events, health, task_list, tasks
 from tasktrail.api.routes import metrics as metrics_route
-from tasktrail.database import DatabaseUnavailable, create_database_engine
+from tasktrail.database import DatabaseUnavailable, create_database_engine, read_connection
 from tasktrail.logs import configure_logging
 from tasktrail.pg_pool import AsyncPool, conninfo_of
 from tasktrail.queries.cursor import cursor_key
+from tasktrail.row_security import ROLE_CHECK_SQL, role_problem
 from tasktrail.settings import Settings, load_settings, with_development_secret
 
 SWEEP_SECONDS = 600
@@ -124,6 +125,8 @@ def create_app(
             await remote_jwks.refresh()
         async with anyio.create_task_group() as background:
             background.start_soon(sweep_idempotency_keys, database)
+            if settings.is_postgres:
+                background.start_soon(warn_of_the_database_role, database)
             if remote_jwks is not None:
                 background.start_soon(remote_jwks.keep_fresh)
             yield
@@ -211,6 +214,25 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+async def warn_of_the_database_role(engine: Engine) -> None:
+    """Say at start when the service's PostgreSQL role bypasses row security (the owner's) or
+    is not in tasktrail_service (and so sees nothing): both work, silently, otherwise."""
+    try:
+        bound, member = await anyio.to_thread.run_sync(_role_facts, engine)
+    except (DatabaseUnavailable, exc.DBAPIError) as error:
+        _log.warning("could not check the database role", error=str(error))
+        return
+    problem = role_problem(bound, member)
+    if problem is not None:
+        _log.warning(problem)
+
+
+def _role_facts(engine: Engine) -> tuple[bool, bool | None]:
+    with read_connection(engine) as conn:
+        bound, member = conn.execute(text(ROLE_CHECK_SQL)).one()
+        return bool(bound), member
 
 
 async def sweep_idempotency_keys(engine: Engine) -> None:

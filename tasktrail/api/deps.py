@@ -24,6 +24,7 @@ from tasktrail.api.jwks_fetch import RemoteJwkSet
 from tasktrail.api.media_types import wants_event_stream
 from tasktrail.api.problems import MAX_ERRORS, Problem, task_not_found
 from tasktrail.commands.types import ExpectedVersions
+from tasktrail.row_security import scope_to_audit, scope_to_user
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -96,6 +97,7 @@ class BearerAuthentication(HTTPBearer):
 
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
         principal = await self._verified(request)
+        scope_to_user(principal.user_id)  # what this request's transactions may reach
         # The user's fair share of this process (api/fair_share.py): given back by
         # RequestContextMiddleware once the response is sent.
         fair_share: FairShare = request.app.state.fair_share
@@ -151,6 +153,7 @@ async def auditor(principal: Authenticated) -> Principal:
     """A token with the auditor role; the audit API is theirs alone."""
     if not principal.is_auditor:
         raise Problem(403, "The audit API needs a token with the auditor role.")
+    scope_to_audit()  # the audit API reads every user's log
     return principal
 
 

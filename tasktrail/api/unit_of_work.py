@@ -54,7 +54,8 @@ from tasktrail.commands.in_one_round_trip import (
 from tasktrail.commands.on_postgres import handle_on_postgres
 from tasktrail.commands.types import Command
 from tasktrail.database import write_transaction
-from tasktrail.pg_pool import AsyncConnection, AsyncPool
+from tasktrail.pg_pool import AsyncConnection, AsyncPool, set_scope
+from tasktrail.row_security import DatabaseScope
 
 # What the route answers for the state the write left (the task, or 204).
 Respond = Callable[[Outcome], Response]
@@ -136,6 +137,7 @@ async def _the_long_way(
     trips): a write whose snapshot moved, or whose row is not the fold of the log."""
     user_id = command.context.user_id
     async with conn.pipeline(), conn.transaction():
+        await set_scope(conn, DatabaseScope(user_id=user_id))
         if keyed is not None and not await claim_on_postgres(conn, user_id, *keyed):
             return await replay_on_postgres(conn, user_id, *keyed), 0
         outcome = await handle_on_postgres(conn, command)

@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from tasktrail.cli.common import events_progress
-from tasktrail.database import create_database_engine, snapshot_connection
+from tasktrail.cli.common import events_progress, owner_engine
+from tasktrail.database import snapshot_connection
 from tasktrail.events.chain import RecordedHead
 from tasktrail.events.encoding import parse_timestamp
 from tasktrail.events.types import Event
@@ -53,8 +53,7 @@ def audit_verify(
         except ValueError as error:
             typer.secho(f"--expected-head: {error}", err=True, fg=typer.colors.RED)
             raise typer.Exit(2) from None
-    settings = load_settings()
-    engine = create_database_engine(settings)
+    engine = owner_engine(load_settings())
     checked = 0
     try:
         # One snapshot for the whole check: a chain and its recorded head are read together.
@@ -98,7 +97,7 @@ def audit_export_command(
     except ValueError as error:
         typer.secho(f"--since/--until: {error}", err=True, fg=typer.colors.RED)
         raise typer.Exit(2) from None
-    engine = create_database_engine(load_settings())
+    engine = owner_engine(load_settings())
     try:
         with engine.connect() as conn:
             total = count_events(conn, search)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import NoReturn
 
+import psycopg
 import typer
+from psycopg import sql
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -16,9 +18,12 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.text import Text
+from sqlalchemy import Engine, text
 
 from tasktrail.database import create_database_engine
 from tasktrail.migrations.runner import upgrade
+from tasktrail.pg_pool import conninfo_of
+from tasktrail.row_security import SERVICE_ROLE
 from tasktrail.settings import (
     DEV_SECRET_FILE,
     ConfigurationError,
@@ -53,11 +58,56 @@ def service_settings(*, development_secret: bool) -> Settings:
 
 
 def migrate(settings: Settings) -> None:
-    engine = create_database_engine(settings)
+    engine = create_database_engine(settings.as_owner())
     try:
         upgrade(engine)
     finally:
         engine.dispose()
+
+
+SERVICE_PASSWORD = "TASKTRAIL_SERVICE_PASSWORD"  # noqa: S105  the variable's name, no secret
+
+
+def ensure_service_login(settings: Settings, name: str, password: str) -> None:
+    """A login role `name` with this password, member of tasktrail_service (migration 0012):
+    made, or given the password again. Needs a database owner allowed to create roles."""
+    owner = settings.as_owner()
+    if not owner.is_postgres:
+        raise ValueError("--service-login is for PostgreSQL: SQLite has no roles")
+    # Names and passwords cannot be bound parameters of DDL: psycopg quotes them.
+    role, secret = sql.Identifier(name), sql.Literal(password)
+    with psycopg.connect(conninfo_of(owner), connect_timeout=owner.connect_timeout) as conn:
+        exists = conn.execute(
+            "SELECT rolsuper OR rolbypassrls OR rolname = (SELECT tableowner FROM pg_tables"
+            " WHERE schemaname = current_schema() AND tablename = 'tasks')"
+            " FROM pg_roles WHERE rolname = %s",
+            (name,),
+        ).fetchone()
+        if exists is not None and exists[0]:
+            raise ValueError(
+                f"{name} is a superuser, bypasses row security or owns the tables: the service "
+                "must connect as a role bound by them; name another"
+            )
+        verb = sql.SQL("ALTER" if exists else "CREATE")
+        conn.execute(sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(verb, role, secret))
+        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(SERVICE_ROLE), role))
+
+
+def owner_engine(settings: Settings) -> Engine:
+    """The engine of an operator's command, which reads (or rebuilds) every user's rows: as
+    the tables' owner. A role bound by row-level security would see no row at all, and a check
+    of nothing would pass: refused (exit 2) instead."""
+    engine = create_database_engine(settings.as_owner())
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            bound = conn.execute(text("SELECT row_security_active('events')")).scalar_one()
+        if bound:
+            engine.dispose()
+            fail(
+                "this command reads every user's rows: connect as the tables' owner "
+                "(set TASKTRAIL_OWNER_DATABASE_URL); the service's role sees one user's only"
+            )
+    return engine
 
 
 class EventRate(ProgressColumn):

@@ -8,8 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tasktrail.cli.common import events_progress
-from tasktrail.database import create_database_engine
+from tasktrail.cli.common import events_progress, owner_engine
 from tasktrail.projections.rebuild import RebuildAborted, rebuild
 from tasktrail.projections.verify import VerifyCount, diff_read_model
 from tasktrail.queries.audit import AuditFilter, count_events
@@ -41,7 +40,7 @@ def projections_rebuild(
     # Long statements (building indexes, reading the log) are this command's job: no service
     # statement timeout applies. The fence sets its own short lock_timeout.
     settings = load_settings().model_copy(update={"statement_timeout_ms": 24 * 3_600_000})
-    engine = create_database_engine(settings)
+    engine = owner_engine(settings)
     try:
         with engine.connect() as conn:
             total = count_events(conn, AuditFilter())
@@ -89,7 +88,7 @@ def projections_verify() -> None:
     # The log and the table are read side by side, on two connections, whatever the
     # service's own pool size.
     settings = settings.model_copy(update={"pool_size": max(settings.pool_size, 2)})
-    engine = create_database_engine(settings)
+    engine = owner_engine(settings)
     count = VerifyCount()
     drifts = 0
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from datetime import timedelta
@@ -14,9 +15,16 @@ import uvicorn
 from tasktrail.api.auth import AUDITOR_ROLE, is_valid_user_id
 from tasktrail.api.bounded_http import BoundedHttpToolsProtocol
 from tasktrail.api.jwks import check_jwks_settings
-from tasktrail.cli.common import fail, migrate, service_settings
+from tasktrail.cli.common import (
+    SERVICE_PASSWORD,
+    ensure_service_login,
+    fail,
+    migrate,
+    service_settings,
+)
 from tasktrail.cli.multiprocess import metrics_directory
 from tasktrail.logs import configure_logging
+from tasktrail.row_security import SERVICE_ROLE
 from tasktrail.settings import ConfigurationError, load_settings
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -62,12 +70,29 @@ def serve(
 
 
 @db_app.command("upgrade")
-def db_upgrade() -> None:
-    """Apply pending migrations and exit."""
+def db_upgrade(
+    service_login: Annotated[
+        str | None,
+        typer.Option(
+            help="then make this login role a member of tasktrail_service (PostgreSQL), its "
+            f"password from {SERVICE_PASSWORD}: the role the service connects as"
+        ),
+    ] = None,
+) -> None:
+    """Apply pending migrations (as the owner) and exit."""
     settings = load_settings()
     configure_logging(settings.effective_log_format)
     migrate(settings)
     typer.echo("database is at the newest schema revision")
+    if service_login is not None:
+        password = os.environ.get(SERVICE_PASSWORD)
+        if not password:
+            fail(f"--service-login needs its password in {SERVICE_PASSWORD}")
+        try:
+            ensure_service_login(settings, service_login, password)
+        except ValueError as error:
+            fail(str(error))
+        typer.echo(f"{service_login} may log in as the service (member of {SERVICE_ROLE})")
 
 
 def token(

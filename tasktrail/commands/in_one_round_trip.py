@@ -35,11 +35,12 @@ from tasktrail.commands.types import Command, CreateTask
 from tasktrail.events.chain import GENESIS_HASH, fields_of, hash_template
 from tasktrail.events.store import StreamHead, seal_events
 from tasktrail.events.types import Event, NewEvent
-from tasktrail.pg_pool import AsyncConnection, compile_statement
+from tasktrail.pg_pool import AsyncConnection, compile_statement, in_scope
 from tasktrail.projections import inline
 from tasktrail.projections.evolve import evolve
 from tasktrail.projections.snapshot import snapshot_statement, state_from_row
 from tasktrail.projections.state import TaskState
+from tasktrail.row_security import DatabaseScope
 
 SNAPSHOT_MOVED = "TT001"  # raised by tasktrail_append: nothing was written
 KEY_IN_USE = "TT409"  # the key's first request is still running
@@ -109,10 +110,13 @@ async def decide_on_snapshot(
     before: TaskState | None = None
     if not isinstance(command, CreateTask):
         cursor = conn.cursor(row_factory=namedtuple_row)
-        await cursor.execute(
-            _SNAPSHOT.sql,
-            _SNAPSHOT.params({"task_id": uuid.UUID(command.task_id), "user_id": context.user_id}),
-        )
+        async with in_scope(conn, DatabaseScope(user_id=context.user_id)):
+            await cursor.execute(
+                _SNAPSHOT.sql,
+                _SNAPSHOT.params(
+                    {"task_id": uuid.UUID(command.task_id), "user_id": context.user_id}
+                ),
+            )
         row: Any = await cursor.fetchone()  # a named tuple of the snapshot's columns
         # No row (no task of this user's, or a task whose row is missing) or a row that is not
         # the fold of the log: the long path tells them apart by the log.
@@ -146,31 +150,32 @@ async def apply_decided(
     events = decided.events
     first = events[0] if events else None
     task = decided.after
+    context = decided.command.context
+    arguments = (
+        context.user_id,
+        uuid.UUID(decided.command.task_id),
+        0 if decided.before is None else decided.before.version,
+        None if first is None else first.occurred_at,
+        context.actor,
+        context.request_id,
+        None if first is None else first.schema_version,
+        [event.type for event in events],
+        [Jsonb(event.data) for event in events],
+        [event.data_hash for event in events],
+        *_templates(events),
+        None if task is None or not events else _row_json(task),
+        None if keep is None else keep.key,
+        None if keep is None else keep.fingerprint,
+        None if keep is None else keep.lifetime,
+        None if keep is None else keep.wait_ms,
+        None if keep is None else keep.status_code,
+        None if keep is None else Json(keep.headers),
+        None if keep is None else keep.body,
+    )
     try:
-        cursor = await conn.execute(
-            _APPEND,
-            (
-                decided.command.context.user_id,
-                uuid.UUID(decided.command.task_id),
-                0 if decided.before is None else decided.before.version,
-                None if first is None else first.occurred_at,
-                decided.command.context.actor,
-                decided.command.context.request_id,
-                None if first is None else first.schema_version,
-                [event.type for event in events],
-                [Jsonb(event.data) for event in events],
-                [event.data_hash for event in events],
-                *_templates(events),
-                None if task is None or not events else _row_json(task),
-                None if keep is None else keep.key,
-                None if keep is None else keep.fingerprint,
-                None if keep is None else keep.lifetime,
-                None if keep is None else keep.wait_ms,
-                None if keep is None else keep.status_code,
-                None if keep is None else Json(keep.headers),
-                None if keep is None else keep.body,
-            ),
-        )
+        # The pipeline's end commits and raises the function's error, if any.
+        async with in_scope(conn, DatabaseScope(user_id=context.user_id)):
+            cursor = await conn.execute(_APPEND, arguments)
     except psycopg.Error as error:
         if error.sqlstate == SNAPSHOT_MOVED:
             raise SnapshotMoved(str(error)) from None

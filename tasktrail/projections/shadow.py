@@ -133,6 +133,8 @@ def stored_digests(conn: Connection, task_ids: Sequence[str] | None) -> Iterator
 
 
 def swap(conn: Connection, indexes: list[tuple[str, str]]) -> None:
+    if _postgres(conn):
+        copy_access_rules(conn)
     conn.execute(text(f"ALTER TABLE tasks RENAME TO {RETIRED}"))
     conn.execute(text(f"ALTER TABLE {SHADOW} RENAME TO tasks"))
     conn.execute(text(f"DROP TABLE {RETIRED}"))
@@ -143,6 +145,44 @@ def swap(conn: Connection, indexes: list[tuple[str, str]]) -> None:
     else:
         for _, definition in indexes:
             conn.execute(text(definition))
+
+
+def copy_access_rules(conn: Connection) -> None:
+    """Give the shadow table the live table's grants, row-level security and policies
+    (migration 0012), whatever migrations made them: the service's role must reach the rebuilt
+    table exactly as it reached the old one, and through the same policies."""
+    grants = conn.execute(
+        text(
+            "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END,"
+            " a.privilege_type FROM pg_class c CROSS JOIN aclexplode(c.relacl) a"
+            " LEFT JOIN pg_roles r ON r.oid = a.grantee"
+            " WHERE c.oid = 'tasks'::regclass AND a.grantee <> c.relowner"
+        )
+    )
+    for grantee, privilege in grants:
+        conn.execute(text(f"GRANT {privilege} ON {SHADOW} TO {grantee}"))
+    enabled, forced = conn.execute(
+        text(
+            "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'tasks'::regclass"
+        )
+    ).one()
+    if enabled:
+        conn.execute(text(f"ALTER TABLE {SHADOW} ENABLE ROW LEVEL SECURITY"))
+    if forced:
+        conn.execute(text(f"ALTER TABLE {SHADOW} FORCE ROW LEVEL SECURITY"))
+    policies = conn.execute(
+        text(
+            "SELECT quote_ident(policyname), permissive, cmd,"
+            " array_to_string(ARRAY(SELECT quote_ident(role) FROM unnest(roles) role), ', '),"
+            " qual, with_check FROM pg_policies"
+            " WHERE schemaname = current_schema() AND tablename = 'tasks'"
+        )
+    )
+    for name, permissive, command, roles, using, check in policies:
+        statement = f"CREATE POLICY {name} ON {SHADOW} AS {permissive} FOR {command} TO {roles}"
+        statement += "" if using is None else f" USING ({using})"
+        statement += "" if check is None else f" WITH CHECK ({check})"
+        conn.execute(text(statement))
 
 
 def _on_shadow(definition: str, name: str) -> str:

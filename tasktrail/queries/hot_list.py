@@ -38,9 +38,16 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by
 
-from tasktrail.pg_pool import DIALECT, AsyncConnection, CompiledStatement, compile_statement
+from tasktrail.pg_pool import (
+    DIALECT,
+    AsyncConnection,
+    CompiledStatement,
+    compile_statement,
+    in_scope,
+)
 from tasktrail.queries.list_query import ListTasks, Sort, SortField, StatusFilter
 from tasktrail.queries.tasks import SORT_COLUMNS, DocumentPage, as_read, placer, walk_order_by
+from tasktrail.row_security import DatabaseScope
 from tasktrail.schema import tasks, user_streams
 
 # Where a later page resumes: after a task with a sort key, or (`due` only) after one of the
@@ -69,7 +76,8 @@ async def list_documents(conn: AsyncConnection, query: ListTasks) -> DocumentPag
     """A page of the user's tasks, as `list_tasks` answers it; None when a task changed since
     the walk's snapshot, which only `list_tasks` places."""
     statement = _statement(_shape_of(query))
-    cursor = await conn.execute(statement.sql, statement.params(_values(query)))
+    async with in_scope(conn, DatabaseScope(user_id=query.user_id)):
+        cursor = await conn.execute(statement.sql, statement.params(_values(query)))
     (documents, rows_read, last_key, last_id, total, head, changed), *_ = await cursor.fetchall()
     if changed:
         return None

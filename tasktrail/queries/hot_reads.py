@@ -12,8 +12,9 @@ import uuid
 
 from sqlalchemy import bindparam, select
 
-from tasktrail.pg_pool import AsyncConnection, compile_statement
+from tasktrail.pg_pool import AsyncConnection, compile_statement, in_scope
 from tasktrail.projections.document import TaskDocument
+from tasktrail.row_security import DatabaseScope
 from tasktrail.schema import tasks
 
 _TASK_DOCUMENT = compile_statement(
@@ -30,9 +31,10 @@ async def get_task_document(
 ) -> TaskDocument | None:
     """`queries.tasks.get_task` on the async pool: one live task's document and ETag, or None
     when it is missing, deleted, or someone else's."""
-    cursor = await conn.execute(
-        _TASK_DOCUMENT.sql,
-        _TASK_DOCUMENT.params({"task_id": uuid.UUID(task_id), "user_id": user_id}),
-    )
+    async with in_scope(conn, DatabaseScope(user_id=user_id)):
+        cursor = await conn.execute(
+            _TASK_DOCUMENT.sql,
+            _TASK_DOCUMENT.params({"task_id": uuid.UUID(task_id), "user_id": user_id}),
+        )
     row = await cursor.fetchone()
     return None if row is None else TaskDocument(row[0], row[1])

@@ -1,0 +1,408 @@
+"""Defence in depth on PostgreSQL (migration 0012): the service's role, its privileges, and
+row-level security keyed by the transaction's scope (tasktrail/row_security.py).
+
+Every API test on PostgreSQL already runs as the service's role (conftest's `app`). These tests
+go behind the API on purpose: queries that forgot their `WHERE user_id`, writes the service
+never makes, and the operator's commands and the rebuild, which run as the owner.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import psycopg
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine, make_url, text
+
+from tasktrail.api.app import create_app
+from tasktrail.database import create_database_engine, read_connection
+from tasktrail.pg_pool import AsyncPool, in_scope
+from tasktrail.projections.rebuild import rebuild
+from tasktrail.row_security import DatabaseScope, scope_to_audit, scope_to_user
+from tests.conftest import (
+    SECRET,
+    SERVICE_LOGIN,
+    as_service,
+    auth,
+    make_settings,
+    migrated,
+    new_user_id,
+    scratch_postgres_database,
+)
+from tests.processes import run_cli, served
+
+INSUFFICIENT_PRIVILEGE = "42501"
+
+
+def libpq(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@pytest.fixture
+def owner_url() -> Iterator[str]:
+    with scratch_postgres_database("tasktrail_rls") as url:
+        yield migrated(url)
+
+
+@pytest.fixture
+def service_url(owner_url: str) -> str:
+    return as_service(owner_url)
+
+
+def service_app(owner_url: str) -> FastAPI:
+    return create_app(make_settings(as_service(owner_url), owner_database_url=owner_url))
+
+
+def create_tasks(client: TestClient, user_id: str, count: int) -> list[str]:
+    ids = []
+    for number in range(count):
+        response = client.post(
+            f"/api/{user_id}/tasks", json={"title": f"task {number}"}, headers=auth(user_id)
+        )
+        assert response.status_code == 201, response.text
+        ids.append(response.json()["id"])
+    return ids
+
+
+@pytest.fixture
+def two_users(owner_url: str) -> tuple[str, str]:
+    """Alice with two tasks, Bob with three, written through the service."""
+    alice, bob = new_user_id(), new_user_id()
+    with TestClient(service_app(owner_url)) as client:
+        create_tasks(client, alice, 2)
+        create_tasks(client, bob, 3)
+    return alice, bob
+
+
+def as_service_in(
+    service_url: str, scope: DatabaseScope | None, statement: str, params: tuple[Any, ...] = ()
+) -> list[tuple[Any, ...]]:
+    """One transaction as the service's role, in the scope (or none), running `statement`."""
+    with psycopg.connect(libpq(service_url)) as conn:
+        if scope is not None:
+            conn.execute(
+                "SELECT set_config('tasktrail.user_id', %s, true),"
+                " set_config('tasktrail.audit', %s, true)",
+                scope.parameters(),
+            )
+        cursor = conn.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def test_the_service_connects_as_its_own_role_and_is_bound_by_row_security(
+    service_url: str,
+) -> None:
+    rows = as_service_in(
+        service_url,
+        None,
+        "SELECT current_user, row_security_active('tasks'), row_security_active('events')",
+    )
+    assert rows == [(SERVICE_LOGIN, True, True)]
+
+
+def test_the_tests_service_runs_as_the_service_role(app: FastAPI, postgres_url: str) -> None:
+    """conftest's `app` (behind every API test) connects as the service's role on PostgreSQL,
+    on both of its pools."""
+    del postgres_url  # only to skip without PostgreSQL
+    if not app.state.settings.is_postgres:
+        pytest.skip("the SQLite half of the app fixture")
+    engine: Engine = app.state.engine
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT current_user")).scalar_one() == SERVICE_LOGIN
+    assert make_url(app.state.settings.database_url).username == SERVICE_LOGIN
+
+
+def test_readyz_sees_a_transaction_of_the_owner_holding_the_feed_back(owner_url: str) -> None:
+    """pg_stat_activity hides another role's transaction start unless pg_read_all_stats:
+    migration 0012 grants it, or the service, no longer the owner, would report 0 s."""
+    with psycopg.connect(libpq(owner_url)) as owner, TestClient(service_app(owner_url)) as client:
+        owner.execute("SELECT pg_current_xact_id()")  # a writer's transaction id, held open
+        time.sleep(0.3)
+        body = client.get("/readyz").json()
+        owner.rollback()
+    assert body["feed_horizon_held_seconds"] >= 0.3, body
+
+
+def test_the_service_warns_at_start_when_its_role_is_not_bound(
+    tmp_path: Path, owner_url: str, service_url: str
+) -> None:
+    """As the owner, everything works and no policy applies: `serve` says so at start. As the
+    service's role, it says nothing."""
+    for url, warned in ((owner_url, True), (service_url, False)):
+        with served(
+            tmp_path, "--no-migrate", TASKTRAIL_DATABASE_URL=url, BETTER_AUTH_SECRET=SECRET
+        ) as (
+            base_url,
+            log,
+            _,
+        ):
+            assert httpx2.get(base_url + "/readyz", timeout=10).status_code == 200
+            deadline = time.monotonic() + (10 if warned else 2)
+            while "row-level security does not bind" not in log.read_text():
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            assert ("row-level security does not bind" in log.read_text()) is warned
+
+
+def test_a_query_that_forgot_its_user_sees_only_the_scopes_rows(
+    service_url: str, two_users: tuple[str, str]
+) -> None:
+    """No `WHERE user_id` at all: the policy adds it."""
+    alice, bob = two_users
+    for user, tasks_of_user in ((alice, 2), (bob, 3)):
+        scope = DatabaseScope(user_id=user)
+        assert as_service_in(
+            service_url, scope, "SELECT user_id, count(*) FROM tasks GROUP BY 1"
+        ) == [(user, tasks_of_user)]
+        assert as_service_in(service_url, scope, "SELECT DISTINCT user_id FROM events") == [(user,)]
+
+
+def test_a_transaction_without_a_scope_sees_nothing_and_a_scope_ends_with_its_transaction(
+    service_url: str, two_users: tuple[str, str]
+) -> None:
+    assert as_service_in(service_url, None, "SELECT count(*) FROM tasks") == [(0,)]
+    assert as_service_in(service_url, None, "SELECT count(*) FROM events") == [(0,)]
+    with psycopg.connect(libpq(service_url), autocommit=True) as conn:
+        conn.execute("SELECT set_config('tasktrail.user_id', %s, true)", (two_users[0],))
+        # That statement was a transaction of its own: the next one has no scope.
+        assert conn.execute("SELECT count(*) FROM tasks").fetchone() == (0,)
+
+
+def test_the_audit_scope_reads_every_users_log_and_writes_nothing(
+    service_url: str, two_users: tuple[str, str]
+) -> None:
+    audit = DatabaseScope(audit=True)
+    users = as_service_in(service_url, audit, "SELECT DISTINCT user_id FROM events ORDER BY 1")
+    assert users == sorted((user,) for user in two_users)
+    with pytest.raises(psycopg.Error) as refused:
+        as_service_in(
+            service_url,
+            audit,
+            "INSERT INTO events (user_id, seq, task_id, version, type, schema_version, data,"
+            " data_hash, occurred_at, actor, prev_hash, hash) SELECT user_id, seq + 1000,"
+            " task_id, version + 1000, type, schema_version, data, data_hash, occurred_at,"
+            " actor, prev_hash, hash FROM events LIMIT 1",
+        )
+    assert refused.value.sqlstate == INSUFFICIENT_PRIVILEGE
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE events SET actor = 'mallory'",
+        "DELETE FROM events",
+        "TRUNCATE events",
+        "DELETE FROM tasks",
+        "DROP TABLE tasks",
+        "ALTER TABLE events DISABLE ROW LEVEL SECURITY",
+    ],
+)
+def test_the_service_role_may_not_change_the_log_or_drop_the_read_model(
+    service_url: str, two_users: tuple[str, str], statement: str
+) -> None:
+    with pytest.raises(psycopg.Error) as refused:
+        as_service_in(service_url, DatabaseScope(user_id=two_users[0]), statement)
+    assert refused.value.sqlstate == INSUFFICIENT_PRIVILEGE
+
+
+def test_the_service_role_holds_only_the_privileges_it_needs(owner_url: str) -> None:
+    """The grants themselves (migration 0001's trigger also refuses changes to the log: this
+    checks the privileges, not the trigger)."""
+    checks = {
+        ("events", "SELECT"): True,
+        ("events", "INSERT"): True,
+        ("events", "UPDATE"): False,
+        ("events", "DELETE"): False,
+        ("events", "TRUNCATE"): False,
+        ("tasks", "UPDATE"): True,
+        ("tasks", "DELETE"): False,
+        ("tasks", "TRUNCATE"): False,
+        ("user_streams", "DELETE"): False,
+        ("rebuild_progress", "UPDATE"): False,
+    }
+    with psycopg.connect(libpq(owner_url)) as owner:
+        held = {
+            check: owner.execute(
+                "SELECT has_table_privilege('tasktrail_service', %s, %s)", check
+            ).fetchone()
+            for check in checks
+        }
+        creates = owner.execute(
+            "SELECT has_schema_privilege('tasktrail_service', current_schema(), 'CREATE')"
+        ).fetchone()
+    assert held == {check: (allowed,) for check, allowed in checks.items()}
+    assert creates == (False,)
+
+
+def test_a_write_into_another_users_rows_is_refused_or_reaches_nothing(
+    service_url: str, owner_url: str, two_users: tuple[str, str]
+) -> None:
+    alice, bob = two_users
+    scope = DatabaseScope(user_id=alice)
+    with pytest.raises(psycopg.Error) as refused:
+        as_service_in(
+            service_url,
+            scope,
+            "INSERT INTO events (user_id, seq, task_id, version, type, schema_version, data,"
+            " data_hash, occurred_at, actor, prev_hash, hash) VALUES (%s, 99, gen_random_uuid(),"
+            " 1, 'TaskCreated', 1, '{}', 'x', now(), %s, 'x', 'x')",
+            (bob, alice),
+        )
+    assert refused.value.sqlstate == INSUFFICIENT_PRIVILEGE
+    as_service_in(service_url, scope, "UPDATE tasks SET title = 'renamed'")  # no WHERE at all
+    with psycopg.connect(libpq(owner_url)) as owner:
+        titles = owner.execute(
+            "SELECT user_id, count(*) FILTER (WHERE title = 'renamed') FROM tasks GROUP BY 1"
+        ).fetchall()
+    assert dict(titles) == {alice: 2, bob: 0}
+
+
+def test_the_services_own_connections_carry_the_requests_scope(
+    owner_url: str, service_url: str, two_users: tuple[str, str]
+) -> None:
+    """The sync engine's transactions and the async pool's statements, each with a query that
+    forgot its user: the scope of the request (set by authentication) decides."""
+    alice, bob = two_users
+    settings = make_settings(service_url)
+    engine = create_database_engine(settings)
+
+    def as_a_request(scope: Callable[[], None], statement: str) -> list[Any]:
+        # A context of its own, as each request has: the scope set here ends with it.
+        def run() -> list[Any]:
+            scope()
+            with read_connection(engine) as conn:
+                return list(conn.execute(text(statement)).all())
+
+        return contextvars.copy_context().run(run)
+
+    try:
+        assert as_a_request(lambda: scope_to_user(bob), "SELECT DISTINCT user_id FROM tasks") == [
+            (bob,)
+        ]
+        seen = as_a_request(scope_to_audit, "SELECT DISTINCT user_id FROM events ORDER BY 1")
+        assert seen == sorted((user,) for user in two_users)
+        with read_connection(engine) as conn:  # outside any request: no scope, no rows
+            assert conn.execute(text("SELECT count(*) FROM events")).scalar_one() == 0
+    finally:
+        engine.dispose()
+
+    async def on_the_pool() -> list[tuple[Any, ...]]:
+        pool = AsyncPool(settings)
+        try:
+            async with pool.connection() as conn, in_scope(conn, DatabaseScope(user_id=alice)):
+                cursor = await conn.execute("SELECT DISTINCT user_id FROM tasks")
+                return await cursor.fetchall()
+        finally:
+            await pool.close()
+
+    assert anyio.run(on_the_pool) == [(alice,)]
+
+
+def test_the_rebuild_keeps_the_grants_the_row_security_and_the_policies(
+    owner_url: str, two_users: tuple[str, str]
+) -> None:
+    alice, _ = two_users
+    query = (
+        "SELECT relrowsecurity, relacl::text,"
+        " (SELECT array_agg(policyname || ':' || cmd || ':' || coalesce(qual, '') || ':'"
+        " || coalesce(with_check, '') ORDER BY policyname) FROM pg_policies"
+        " WHERE tablename = 'tasks') FROM pg_class WHERE oid = 'tasks'::regclass"
+    )
+    with psycopg.connect(libpq(owner_url)) as owner:
+        before = owner.execute(query).fetchone()
+    engine = create_database_engine(make_settings(owner_url))
+    try:
+        report = rebuild(engine)
+    finally:
+        engine.dispose()
+    assert report.tasks == 5
+    with psycopg.connect(libpq(owner_url)) as owner:
+        assert owner.execute(query).fetchone() == before
+    with TestClient(service_app(owner_url)) as client:
+        response = client.get(f"/api/{alice}/tasks", headers=auth(alice))
+        assert response.status_code == 200, response.text
+        assert len(response.json()) == 2
+
+
+def test_the_operators_commands_run_as_the_owner_or_refuse(
+    tmp_path: Path, owner_url: str, service_url: str, two_users: tuple[str, str]
+) -> None:
+    """As the service's role, `audit verify` would check no chain at all and pass: refused."""
+    refused = run_cli("audit", "verify", cwd=tmp_path, TASKTRAIL_DATABASE_URL=service_url)
+    assert refused.returncode == 2
+    assert "TASKTRAIL_OWNER_DATABASE_URL" in refused.stderr
+    for command in (("audit", "verify"), ("projections", "verify"), ("db", "upgrade")):
+        done = run_cli(
+            *command,
+            cwd=tmp_path,
+            TASKTRAIL_DATABASE_URL=service_url,
+            TASKTRAIL_OWNER_DATABASE_URL=owner_url,
+        )
+        assert done.returncode == 0, done.stderr
+    verified = run_cli(
+        "audit",
+        "verify",
+        cwd=tmp_path,
+        TASKTRAIL_DATABASE_URL=service_url,
+        TASKTRAIL_OWNER_DATABASE_URL=owner_url,
+    )
+    assert "all 2 chains verify" in verified.stdout
+
+
+def test_db_upgrade_makes_the_services_login_role(tmp_path: Path, owner_url: str) -> None:
+    """`db upgrade --service-login NAME`, as compose.yaml's migrate runs it: a login role in
+    tasktrail_service, its password from the environment; run again, it sets the password."""
+    name = f"tasktrail_login_{uuid.uuid4().hex[:8]}"
+    stored_passwords = []
+    try:
+        for password in ("first 'quoted' password", "second:password%s"):
+            done = run_cli(
+                "db",
+                "upgrade",
+                "--service-login",
+                name,
+                cwd=tmp_path,
+                TASKTRAIL_DATABASE_URL=owner_url,
+                TASKTRAIL_SERVICE_PASSWORD=password,
+            )
+            assert done.returncode == 0, done.stderr
+            with psycopg.connect(libpq(owner_url)) as owner:
+                stored = owner.execute(
+                    "SELECT rolcanlogin, pg_has_role(rolname, 'tasktrail_service', 'USAGE'),"
+                    " rolpassword FROM pg_authid WHERE rolname = %s",
+                    (name,),
+                ).fetchone()
+            assert stored is not None
+            assert stored[:2] == (True, True)
+            stored_passwords.append(stored[2])
+        assert None not in stored_passwords
+        assert stored_passwords[0] != stored_passwords[1]  # the second run set the new one
+        login_url = make_url(owner_url).set(username=name).render_as_string(hide_password=False)
+        assert as_service_in(login_url, None, "SELECT row_security_active('tasks')") == [(True,)]
+        missing = run_cli(
+            "db", "upgrade", "--service-login", name, cwd=tmp_path, TASKTRAIL_DATABASE_URL=owner_url
+        )
+        assert missing.returncode == 2
+        assert "TASKTRAIL_SERVICE_PASSWORD" in missing.stderr
+        owner_name = make_url(owner_url).username or "postgres"
+        refused = run_cli(
+            *("db", "upgrade", "--service-login", owner_name),
+            cwd=tmp_path,
+            TASKTRAIL_DATABASE_URL=owner_url,
+            TASKTRAIL_SERVICE_PASSWORD="anything",
+        )
+        assert refused.returncode == 2
+        assert "bound by them" in refused.stderr
+    finally:
+        with psycopg.connect(libpq(owner_url), autocommit=True) as owner:
+            owner.execute(f"DROP ROLE IF EXISTS {name}")
