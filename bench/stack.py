@@ -179,8 +179,36 @@ def running_server(
         *("--port", str(port), "--workers", str(workers)),
     ]
     env = _server_environment(database_url, secret, pool_size)
+    if database_url.startswith(("postgres://", "postgresql")):
+        # As production runs it: the owner migrates, the service connects as its own role,
+        # bound by row-level security (README, "PostgreSQL roles").
+        env["TASKTRAIL_OWNER_DATABASE_URL"] = database_url
+        env["TASKTRAIL_DATABASE_URL"] = service_login(database_url, secret)
     with _serving(command, env, port, log_path, "/healthz", "tasktrail serve") as server:
         yield server
+
+
+SERVICE_LOGIN = "tasktrail_bench_service"
+
+
+def service_login(owner_url: str, secret: str) -> str:
+    """Migrate as the owner and make the service's login role (`db upgrade --service-login`);
+    the service's URL."""
+    password = uuid.uuid4().hex
+    env = _server_environment(owner_url, secret, 2)  # the migration lock holds one of two
+    env["TASKTRAIL_SERVICE_PASSWORD"] = password
+    done = subprocess.run(  # noqa: S603 - our own CLI, with fixed arguments
+        [sys.executable, "-m", "tasktrail", "db", "upgrade", "--service-login", SERVICE_LOGIN],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"db upgrade --service-login failed:\n{done.stderr}")
+    url = make_url(libpq_url(owner_url)).set(username=SERVICE_LOGIN, password=password)
+    return url.render_as_string(hide_password=False)
 
 
 @dataclass(frozen=True, slots=True)
