@@ -7,6 +7,7 @@ which makes them fail instead.
 
 from __future__ import annotations
 
+import compileall
 import contextlib
 import os
 import socket
@@ -50,6 +51,13 @@ _KEPT = ("TASKTRAIL_TEST_", "TASKTRAIL_REQUIRE_POSTGRES", "TASKTRAIL_FUZZ_EXAMPL
 for _name in list(os.environ):
     if _name.startswith(_LEAKY) and not _name.startswith(_KEPT):
         del os.environ[_name]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """The suite starts many `tasktrail` processes (servers, CLI commands). Where PYTHONDONTWRITEBYTECODE is
+    set, each compiled the package from source (the installed libraries' bytecode is written at
+    install: pyproject's [tool.uv]); written once here, they load it."""
+    compileall.compile_dir(Path(__file__).resolve().parent.parent / "tasktrail", quiet=1)
 
 
 # Tests log as the service does in production (JSON, plain tracebacks), not structlog's default.
