@@ -56,6 +56,16 @@ class Servers:
 
 
 @dataclass(frozen=True)
+class Answer:
+    """One attempt as the client saw it: `status` 0 is a broken connection."""
+
+    status: int
+    sent_at: float  # time.monotonic()
+    seconds: float
+    retry_after: str | None
+
+
+@dataclass(frozen=True)
 class Acknowledged:
     """A write and its first 2xx answer."""
 
@@ -83,6 +93,7 @@ class Writer:
         self.tasks: dict[str, dict[str, Any] | None] = {}  # id -> last acknowledged, None: deleted
         self.versions: Counter[str] = Counter()  # id -> events acknowledged on it
         self.acknowledged: list[Acknowledged] = []
+        self.answers: list[Answer] = []  # every attempt, acknowledged or not
 
     def run(self, stop: threading.Event) -> None:
         with httpx2.Client(timeout=REQUEST_TIMEOUT_SECONDS) as client:
@@ -136,11 +147,21 @@ class Writer:
         failures: list[str] = []
         while True:
             base_url = self.servers.pick(self.route)
+            sent_at = time.monotonic()
             try:
                 response = client.request(method, base_url + path, json=body, headers=headers)
             except httpx2.TransportError as error:
+                self.answers.append(Answer(0, sent_at, time.monotonic() - sent_at, None))
                 failures.append(f"{type(error).__name__} from {base_url}")
             else:
+                self.answers.append(
+                    Answer(
+                        response.status_code,
+                        sent_at,
+                        time.monotonic() - sent_at,
+                        response.headers.get("retry-after"),
+                    )
+                )
                 if response.is_success:
                     done = Acknowledged(
                         key,

@@ -15,8 +15,9 @@ from sqlalchemy import exc, text
 
 from tasktrail.api.app import create_app
 from tasktrail.database import create_database_engine, is_outage
-from tests.conftest import auth, live_server, make_settings, migrated
+from tests.conftest import as_service, auth, live_server, make_settings, migrated
 from tests.private_postgres import private_cluster
+from tests.sse_client import Message, SseStream
 
 ROUTES = [
     ("GET", "/api/{user}/tasks", None),
@@ -98,12 +99,12 @@ def test_a_sqlite_error_in_the_statement_is_not_taken_for_an_outage(tmp_path: Pa
         engine.dispose()
 
 
-FREEZE_SECONDS = float(os.environ.get("TASKTRAIL_FREEZE_SECONDS", "8"))
+FREEZE_SECONDS = float(os.environ.get("TASKTRAIL_TEST_FREEZE_SECONDS", "4"))
 
 
 def test_a_database_that_hangs_gets_503s_in_time_and_the_service_recovers() -> None:
     """The database does not refuse, it hangs (SIGSTOP for FREEZE_SECONDS; 20 to 30 s with
-    TASKTRAIL_FREEZE_SECONDS=25): requests of every kind, sent while it hangs, each get their
+    TASKTRAIL_TEST_FREEZE_SECONDS=25): requests of every kind, sent while it hangs, each get their
     answer (a 503 with Retry-After, never a 500) while it still hangs, through a real server.
     Before, they waited as long as the database did. Then it wakes and the service goes on."""
     with private_cluster() as cluster:
@@ -142,6 +143,8 @@ def test_a_database_that_hangs_gets_503s_in_time_and_the_service_recovers() -> N
                     thread.start()
                 for thread in threads:
                     thread.join(FREEZE_SECONDS + 30)
+                # Hung for as long as asked, whenever the answers came.
+                time.sleep(max(0.0, frozen_at + FREEZE_SECONDS - time.monotonic()))
                 thawed_at = time.monotonic()
             assert len(answers) == len(threads)
             assert {status for _, status, _ in answers} == {503}, answers
@@ -157,3 +160,42 @@ def test_a_database_that_hangs_gets_503s_in_time_and_the_service_recovers() -> N
             titles = [item["title"] for item in client.get(f"/api/{user}/tasks").json()]
             assert "after" in titles
             assert "before" in titles
+
+
+def test_a_live_stream_keeps_its_heartbeats_while_the_database_hangs_then_catches_up() -> None:
+    """A stream's reads during the stream are bounded too: while the database hangs the stream
+    goes on with its heartbeats (a silent stream is closed by proxies, and its reads would pile
+    up threads), and once the database wakes the events written since arrive, in order."""
+    with private_cluster() as cluster:
+        owner_url = migrated(cluster.url)
+        settings = make_settings(
+            as_service(owner_url),
+            owner_database_url=owner_url,
+            pool_size=3,
+            connect_timeout=2,
+            pool_timeout=2,
+            database_deadline=1,
+            sse_heartbeat_seconds=0.3,
+        )
+        user = "streaming-user"
+        headers = auth(user)
+        with (
+            live_server(create_app(settings)) as base_url,
+            httpx2.Client(base_url=base_url, headers=headers, timeout=30) as client,
+        ):
+            assert client.post(f"/api/{user}/tasks", json={"title": "one"}).status_code == 201
+            with SseStream(f"{base_url}/api/{user}/events", headers=headers) as stream:
+                assert stream.next_event().id == "1"
+                heartbeats = 0
+                with cluster.frozen():
+                    until = time.monotonic() + 4
+                    while time.monotonic() < until:
+                        item = stream.next(timeout=3)  # fails when the stream falls silent
+                        assert isinstance(item, Message), item
+                        heartbeats += item.comments == ["heartbeat"]
+                assert heartbeats >= 2
+                deadline = time.monotonic() + 30
+                while client.post(f"/api/{user}/tasks", json={"title": "two"}).status_code != 201:
+                    assert time.monotonic() < deadline, "the service did not recover"
+                    time.sleep(0.2)
+                assert stream.next_event(timeout=10).id == "2"

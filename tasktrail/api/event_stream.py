@@ -91,6 +91,7 @@ async def event_stream_response(request: Request, user_id: str, after: int) -> R
         after=after,
         first=first,
         heartbeat=request.app.state.settings.sse_heartbeat_seconds,
+        deadline=request.app.state.settings.database_deadline,
     )
     return StreamingResponse(stream, media_type=EVENT_STREAM, headers=STREAM_HEADERS)
 
@@ -104,7 +105,9 @@ async def _messages(
     after: int,
     first: FeedPage,
     heartbeat: float,
+    deadline: float,
 ) -> AsyncIterator[bytes]:
+    reader = _FeedReader(engine, subscription.user_id, deadline)
     metrics.stream_opened()
     try:
         yield b"retry: %d\n\n" % RECONNECT_MS
@@ -120,7 +123,7 @@ async def _messages(
                 if gap:
                     await asyncio.sleep(GAP_PAUSE_SECONDS)
                 if page.has_more or gap:
-                    page = await _read_or_none(engine, subscription.user_id, last)
+                    page = await reader.read_or_none(last)
                     continue
             rung = await subscription.wait(heartbeat)
             if subscription.closed:
@@ -130,7 +133,7 @@ async def _messages(
             # Read on every heartbeat too: a wake-up lost with a dropped listening connection
             # delays an event by one heartbeat at most.
             subscription.clear()
-            page = await _read_or_none(engine, subscription.user_id, last)
+            page = await reader.read_or_none(last)
     finally:
         hub.unsubscribe(subscription)
         metrics.stream_closed()
@@ -146,20 +149,57 @@ def _run_after(last: int, events: list[Event]) -> tuple[list[Event], bool]:
     return events, False
 
 
-async def _read(engine: Engine, user_id: str, after: int) -> FeedPage:
-    return await anyio.to_thread.run_sync(_feed, engine, user_id, after)
+class _FeedReader:
+    """A stream's reads of the log during the stream, each waited on for a bounded time.
+
+    A database that hangs answers nothing, so a read is waited on for `deadline` seconds at
+    most: past it the stream goes back to its heartbeats (a proxy would close a silent stream)
+    and the read goes on in its thread. The next read waits for that same read instead of
+    starting another, so a stream holds at most one thread and one connection however long the
+    database hangs. It asks for the same `seq`: the stream sends nothing while a read is out.
+    """
+
+    def __init__(self, engine: Engine, user_id: str, deadline: float) -> None:
+        self._engine = engine
+        self._user_id = user_id
+        self._deadline = deadline
+        self._running: asyncio.Task[FeedPage] | None = None
+
+    async def read_or_none(self, after: int) -> FeedPage | None:
+        """The page after `after`, or None when the database did not answer (retried later);
+        a browser's EventSource does not reconnect after a 503, so the stream stays open."""
+        if self._running is None:
+            self._running = asyncio.ensure_future(
+                anyio.to_thread.run_sync(_feed, self._engine, self._user_id, after)
+            )
+            self._running.add_done_callback(_retrieve)
+        try:
+            async with asyncio.timeout(self._deadline):
+                page = await asyncio.shield(self._running)
+        except TimeoutError:
+            _log.warning(
+                "live feed read still waiting on the database; heartbeats go on",
+                deadline=self._deadline,
+            )
+            return None
+        except (DatabaseUnavailable, DBAPIError) as error:
+            self._running = None
+            # The driver's message only: the statement's parameters stay out of the log.
+            reason = str(getattr(error, "orig", None) or error).strip()
+            _log.warning("live feed read failed; retrying at the next heartbeat", error=reason)
+            return None
+        except BaseException:
+            self._running = None
+            raise
+        self._running = None
+        return page
 
 
-async def _read_or_none(engine: Engine, user_id: str, after: int) -> FeedPage | None:
-    """A read during the stream; an outage keeps the stream open (with its heartbeats) and is
-    read past later, since a browser's EventSource does not reconnect after a 503."""
-    try:
-        return await _read(engine, user_id, after)
-    except (DatabaseUnavailable, DBAPIError) as error:
-        # The driver's message only: the statement's parameters stay out of the log.
-        reason = str(getattr(error, "orig", None) or error).strip()
-        _log.warning("live feed read failed; retrying at the next heartbeat", error=reason)
-        return None
+def _retrieve(read: asyncio.Task[FeedPage]) -> None:
+    """A read that outlives its stream has nobody to take its error: take it here, so that
+    asyncio does not log it as never retrieved (it was logged, or it did not matter)."""
+    if not read.cancelled():
+        read.exception()
 
 
 def _feed(engine: Engine, user_id: str, after: int) -> FeedPage:

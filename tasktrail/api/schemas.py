@@ -106,7 +106,17 @@ Tags = Annotated[
 Timestamp = Annotated[
     datetime,
     BeforeValidator(_timestamp),
-    Field(json_schema_extra={"type": "string", "format": "date-time", "pattern": RFC3339_PATTERN}),
+    Field(
+        json_schema_extra={
+            "type": "string",
+            "format": "date-time",
+            "pattern": RFC3339_PATTERN,
+            # A pattern cannot weigh the offset against the clock; the service does (422).
+            "description": "RFC 3339 with an offset, at most six fractional digits; the "
+            "instant must fall within years 1 to 9999 in UTC "
+            "(`0001-01-01T05:00:00+06:00` is 422)",
+        }
+    ),
 ]
 Priority = Annotated[int, Field(ge=0, le=3)]
 
