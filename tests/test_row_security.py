@@ -178,6 +178,27 @@ def test_a_transaction_without_a_scope_sees_nothing_and_a_scope_ends_with_its_tr
         assert conn.execute("SELECT count(*) FROM tasks").fetchone() == (0,)
 
 
+def test_the_hot_calls_scope_themselves_to_the_user_they_name_and_no_further(
+    owner_url: str, service_url: str, two_users: tuple[str, str]
+) -> None:
+    """tasktrail_task_document (migration 0013) reads in the scope of the user it is given,
+    only that user's live row, and its scope ends with the call: the next statement on the
+    same connection sees nothing."""
+    alice, bob = two_users
+    with psycopg.connect(libpq(owner_url)) as owner:
+        ids: dict[uuid.UUID, str] = dict(owner.execute("SELECT id, user_id FROM tasks").fetchall())
+    alices = [task for task, user in ids.items() if user == alice]
+    bobs = [task for task, user in ids.items() if user == bob]
+    read = "SELECT etag FROM tasktrail_task_document(%s, %s)"
+    with psycopg.connect(libpq(service_url), autocommit=True) as conn:
+        assert conn.execute(read, (alice, alices[0])).fetchall() == [('"1"',)]
+        # Bob's task under Alice's name, and Alice's task under Bob's: nothing.
+        assert conn.execute(read, (alice, bobs[0])).fetchall() == []
+        assert conn.execute(read, (bob, alices[0])).fetchall() == []
+        assert conn.execute("SELECT count(*) FROM tasks").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM events").fetchone() == (0,)
+
+
 def test_the_audit_scope_reads_every_users_log_and_writes_nothing(
     service_url: str, two_users: tuple[str, str]
 ) -> None:

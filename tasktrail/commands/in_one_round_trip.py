@@ -173,9 +173,8 @@ async def apply_decided(
         None if keep is None else keep.body,
     )
     try:
-        # The pipeline's end commits and raises the function's error, if any.
-        async with in_scope(conn, DatabaseScope(user_id=context.user_id)):
-            cursor = await conn.execute(_APPEND, arguments)
+        # One call in autocommit: the function sets the user's scope first (migration 0013).
+        cursor = await conn.execute(_APPEND, arguments)
     except psycopg.Error as error:
         if error.sqlstate == SNAPSHOT_MOVED:
             raise SnapshotMoved(str(error)) from None

@@ -15,12 +15,14 @@ from starlette.responses import Response
 
 from tasktrail.api.blocking import in_thread
 from tasktrail.api.deps import (
+    authenticated,
     json_body,
     parse_entity_tags,
     read_body,
     require_json_content_type,
     validate_json,
 )
+from tasktrail.api.handled_route import HandledRoute, handled_by
 from tasktrail.api.openapi import json_request_body, problems
 from tasktrail.api.problems import Problem, task_not_found
 from tasktrail.api.representation import task_response
@@ -39,7 +41,15 @@ from tasktrail.api.schemas import (
     TaskReplace,
 )
 from tasktrail.api.unit_of_work import Respond, run_write
-from tasktrail.api.write_request import NewTaskWriteDep, TaskWriteDep, UnconditionalTaskWriteDep
+from tasktrail.api.write_request import (
+    NewTaskWrite,
+    NewTaskWriteDep,
+    TaskWrite,
+    TaskWriteDep,
+    UnconditionalTaskWriteDep,
+    new_task_write_of,
+    task_write_of,
+)
 from tasktrail.commands.handlers import Outcome
 from tasktrail.commands.types import (
     CompleteTask,
@@ -58,7 +68,9 @@ from tasktrail.queries.as_of import task_as_of
 from tasktrail.queries.hot_reads import get_task_document
 from tasktrail.queries.tasks import get_task
 
-router = APIRouter(tags=["tasks"])
+# HandledRoute: the most frequent requests (the single-task read, create, patch, complete) read
+# their own parameters.
+router = APIRouter(tags=["tasks"], route_class=HandledRoute)
 
 TASKS = "/api/{user_id}/tasks"
 TASK = "/api/{user_id}/tasks/{task_id}"
@@ -69,6 +81,15 @@ def task_location(task: TaskState) -> str:
     return f"/api/{task.user_id}/tasks/{task.id}"
 
 
+_create_body = json_body(TaskCreate)
+
+
+async def create_task_directly(request: Request) -> Response:
+    """`create_task`, reading its own request (handled_route.py)."""
+    write = await new_task_write_of(request)
+    return await _create(request, write, await _create_body(request))
+
+
 @router.post(
     TASKS,
     status_code=201,
@@ -77,11 +98,16 @@ def task_location(task: TaskState) -> str:
     responses=problems(401, 403, 408, 409, 413, 415, 422, 503),
     openapi_extra=json_request_body(TaskCreate),
 )
+@handled_by(create_task_directly)
 async def create_task(
     request: Request,
     write: NewTaskWriteDep,
-    body: Annotated[TaskCreate, Depends(json_body(TaskCreate))],
+    body: Annotated[TaskCreate, Depends(_create_body)],
 ) -> Response:
+    return await _create(request, write, body)
+
+
+async def _create(request: Request, write: NewTaskWrite, body: TaskCreate) -> Response:
     command = CreateTask(
         context=write.context,
         task_id=str(uuid_utils.uuid7()),  # version 7: ids sort by creation time
@@ -96,15 +122,30 @@ async def create_task(
     return await run_write(request, command, write.key, respond)
 
 
+_own_task_reading_as_of = own_task_with_only("as_of")
+
+
+async def read_task_directly(request: Request) -> Response:
+    """`read_task`, served without FastAPI's resolution of its parameters (handled_route.py):
+    the same checks in the same order, read off the request."""
+    principal = await authenticated(request)
+    path = request.path_params
+    own = await _own_task_reading_as_of(request, principal, path["user_id"], path["task_id"])
+    return await _read(
+        request, own, request.query_params.get("as_of"), request.headers.get("if-none-match")
+    )
+
+
 @router.get(
     TASK,
     response_model=TaskOut,
     summary="Read one live task (or as it was at as_of)",
     responses=problems(304, 401, 403, 404, 422, 503),
 )
+@handled_by(read_task_directly)
 async def read_task(
     request: Request,
-    own: Annotated[OwnTask, Depends(own_task_with_only("as_of"))],
+    own: Annotated[OwnTask, Depends(_own_task_reading_as_of)],
     as_of: Annotated[
         str | None, Query(description=AS_OF_DESCRIPTION, json_schema_extra=TIMESTAMP_SCHEMA)
     ] = None,
@@ -112,6 +153,12 @@ async def read_task(
         str | None,
         Header(alias="If-None-Match", description="an ETag you hold; 304 while it is current"),
     ] = None,
+) -> Response:
+    return await _read(request, own, as_of, if_none_match)
+
+
+async def _read(
+    request: Request, own: OwnTask, as_of: str | None, if_none_match: str | None
 ) -> Response:
     user_id, task_id = own.user.user_id, own.task_id
     instant = query_timestamp("as_of", as_of)
@@ -178,6 +225,15 @@ async def replace_task(
     return await run_write(request, command, write.key, _answering(write.task_id))
 
 
+_patch_body = json_body(TaskPatch)
+
+
+async def patch_task_directly(request: Request) -> Response:
+    """`patch_task`, reading its own request (handled_route.py)."""
+    write = await task_write_of(request)
+    return await _patch(request, write, await _patch_body(request))
+
+
 @router.patch(
     TASK,
     response_model=TaskOut,
@@ -185,11 +241,16 @@ async def replace_task(
     responses=problems(*_WRITE_PROBLEMS),
     openapi_extra=json_request_body(TaskPatch, merge_patch=True),
 )
+@handled_by(patch_task_directly)
 async def patch_task(
     request: Request,
     write: TaskWriteDep,
-    body: Annotated[TaskPatch, Depends(json_body(TaskPatch))],
+    body: Annotated[TaskPatch, Depends(_patch_body)],
 ) -> Response:
+    return await _patch(request, write, body)
+
+
+async def _patch(request: Request, write: TaskWrite, body: TaskPatch) -> Response:
     command = UpdateTask(
         context=write.context,
         task_id=write.task_id,
@@ -242,6 +303,12 @@ async def completion_wanted(request: Request) -> bool | None:
     return validate_json(CompletionSet, raw).completed
 
 
+async def complete_task_directly(request: Request) -> Response:
+    """`complete_task`, reading its own request (handled_route.py)."""
+    write = await task_write_of(request)
+    return await _complete(request, write, await completion_wanted(request))
+
+
 @router.patch(
     TASK + "/complete",
     response_model=TaskOut,
@@ -251,11 +318,16 @@ async def completion_wanted(request: Request) -> bool | None:
     responses=problems(*_WRITE_PROBLEMS),
     openapi_extra=json_request_body(CompletionSet, required=False),
 )
+@handled_by(complete_task_directly)
 async def complete_task(
     request: Request,
     write: TaskWriteDep,
     completed: Annotated[bool | None, Depends(completion_wanted)],
 ) -> Response:
+    return await _complete(request, write, completed)
+
+
+async def _complete(request: Request, write: TaskWrite, completed: bool | None) -> Response:
     command = CompleteTask(
         context=write.context,
         task_id=write.task_id,

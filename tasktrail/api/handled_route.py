@@ -1,0 +1,55 @@
+"""Routes that read their own request: documented from their signature, served without
+FastAPI's per-request dependency resolution.
+
+FastAPI resolves an endpoint's parameters anew for every request: it walks the dependency tree,
+reads each path, query and header parameter and validates it. On the single-task read that walk
+was a quarter of the request's CPU (py-spy, docs/performance.md) for four strings. A route of
+this class keeps everything else of FastAPI (matching, the OpenAPI entry built from the
+endpoint's signature, the exception handlers) but, when its endpoint is marked `handled_by(f)`,
+serves each request with `f(request)`, which reads the same parameters itself and runs the same
+checks in the same order.
+
+Two descriptions of one route must agree, so `resolved_handler` keeps FastAPI's own handler at
+hand, and tests/test_handled_routes.py sends a corpus of requests (good, bad, hostile) through
+both and requires the same answers, byte for byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import Response
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
+
+_HANDLERS: dict[Callable[..., Any], Handler] = {}
+
+
+def handled_by(handler: Handler) -> Callable[[Endpoint], Endpoint]:
+    """Mark an endpoint as served by `handler`. It goes below the route's decorator (decorators
+    apply from the function up), so that the mark is there when the route is made."""
+
+    def mark(endpoint: Endpoint) -> Endpoint:
+        _HANDLERS[endpoint] = handler
+        return endpoint
+
+    return mark
+
+
+class HandledRoute(APIRoute):
+    """An APIRoute whose marked endpoint's requests go to its handler; others as usual."""
+
+    def get_route_handler(self) -> Handler:
+        return _HANDLERS.get(self.endpoint) or super().get_route_handler()
+
+    def resolved_handler(self) -> Handler:
+        """FastAPI's own handler of this route, resolving the declared parameters."""
+        return super().get_route_handler()
+
+    @property
+    def is_handled(self) -> bool:
+        return self.endpoint in _HANDLERS
