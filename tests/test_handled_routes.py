@@ -239,3 +239,76 @@ def test_the_handled_writes_answer_as_fastapis_resolution_of_their_parameters(
             assert answers[0] == answers[1], (name, body, headers)
             compared += 1
     assert compared == 9 * sum(len(bodies) for bodies in WRITE_BODIES.values())
+
+
+def _list_queries(client: TestClient, api: Api) -> list[str]:
+    """Queries of the list: plain ones (read by the route itself) and every kind it hands to
+    FastAPI's resolution."""
+    first = client.get(f"/api/{api.user_id}/tasks?limit=1&sort=title", headers=api.headers)
+    link = first.headers["link"]
+    next_page = link[link.index("?") : link.index(">")]
+    return [
+        "",
+        "?limit=1",
+        "?limit=2&sort=title",
+        "?limit=0050&sort=-priority",
+        next_page,
+        next_page.replace("limit=1", "limit=2"),
+        next_page.replace("sort=title", "sort=-title"),
+        "?status=completed",
+        "?status=deleted",
+        "?status=all&sort=due",
+        "?status=bogus",
+        "?status=ALL",
+        "?sort=due%0A",
+        "?sort=--due",
+        "?q=read",
+        "?q=",
+        "?q=" + "x" * 200,
+        "?q=" + "x" * 201,
+        "?q=%00",
+        "?tag=a",
+        "?tag=a&tag=b",
+        "?tag=",
+        "?" + "&".join(["tag=a"] * 51),
+        "?limit=0",
+        "?limit=1001",
+        "?limit=%2B5",
+        "?limit=1_0",
+        "?limit=%D9%A5",
+        "?limit=",
+        "?limit=1&limit=2",
+        "?status=all&status=all",
+        "?due_before=2999-01-01T00:00:00Z&due_after=2000-01-01T00:00:00Z",
+        "?due_after=bad",
+        "?cursor=bogus",
+        "?as_of=2999-01-01T00:00:00Z",
+        "?as_of=2999-01-01T00:00:00Z&limit=1",
+        "?unknown=1",
+        "?limit=1&unknown=1",
+    ]
+
+
+def test_the_list_answers_as_fastapis_resolution_of_its_parameters(
+    app: FastAPI, client: TestClient, api: Api
+) -> None:
+    """Plain queries are read by the route itself; the others are handed to FastAPI's
+    resolution: the answers must be the same either way."""
+    api.create(title="read me", tags=["a", "b"], priority=2)
+    api.create(title="another", due_at="2030-01-01T00:00:00Z")
+    done = api.create(title="done")
+    assert api.request("PATCH", f"/{done['id']}/complete").status_code == 200
+    route = handled_routes(app)["GET /api/{user_id}/tasks"]
+    portal = client.portal
+    assert portal is not None
+    headers = [api.headers, auth(new_user_id()), {}, {"Authorization": "Bearer x.y.z"}]
+    queries = _list_queries(client, api)
+    compared = 0
+    for query, header in itertools.product(queries, headers):
+        for user in (api.user_id, "someone-else"):
+            request = client.build_request("GET", f"/api/{user}/tasks{query}", headers=header)
+            direct = portal.call(answer, app, route, route.get_route_handler(), request)
+            resolved = portal.call(answer, app, route, route.resolved_handler(), request)
+            assert direct == resolved, (query, header)
+            compared += 1
+    assert compared == len(queries) * 8

@@ -9,9 +9,11 @@ endpoint's signature, the exception handlers) but, when its endpoint is marked `
 serves each request with `f(request)`, which reads the same parameters itself and runs the same
 checks in the same order.
 
-Two descriptions of one route must agree, so `resolved_handler` keeps FastAPI's own handler at
-hand, and tests/test_handled_routes.py sends a corpus of requests (good, bad, hostile) through
-both and requires the same answers, byte for byte.
+A handler is also given FastAPI's own handler of its route (`resolved`): one that reads only the
+usual requests itself hands it the others, whose answers (FastAPI's validation errors) are then
+FastAPI's by construction. Two descriptions of one route must agree, so `resolved_handler`
+keeps FastAPI's own handler at hand, and tests/test_handled_routes.py sends a corpus of requests
+(good, bad, hostile) through both and requires the same answers, byte for byte.
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+# A route's own handler: the request, and FastAPI's handler of the route to hand it to.
+OwnHandler = Callable[[Request, Handler], Coroutine[Any, Any, Response]]
 Endpoint = TypeVar("Endpoint", bound=Callable[..., Any])
 
-_HANDLERS: dict[Callable[..., Any], Handler] = {}
+_HANDLERS: dict[Callable[..., Any], OwnHandler] = {}
 
 
-def handled_by(handler: Handler) -> Callable[[Endpoint], Endpoint]:
+def handled_by(handler: OwnHandler) -> Callable[[Endpoint], Endpoint]:
     """Mark an endpoint as served by `handler`. It goes below the route's decorator (decorators
     apply from the function up), so that the mark is there when the route is made."""
 
@@ -44,7 +48,15 @@ class HandledRoute(APIRoute):
     """An APIRoute whose marked endpoint's requests go to its handler; others as usual."""
 
     def get_route_handler(self) -> Handler:
-        return _HANDLERS.get(self.endpoint) or super().get_route_handler()
+        resolved = super().get_route_handler()
+        handler = _HANDLERS.get(self.endpoint)
+        if handler is None:
+            return resolved
+
+        async def handle(request: Request) -> Response:
+            return await handler(request, resolved)
+
+        return handle
 
     def resolved_handler(self) -> Handler:
         """FastAPI's own handler of this route, resolving the declared parameters."""

@@ -22,7 +22,7 @@ from tasktrail.api.deps import (
     require_json_content_type,
     validate_json,
 )
-from tasktrail.api.handled_route import HandledRoute, handled_by
+from tasktrail.api.handled_route import HandledRoute, Handler, handled_by
 from tasktrail.api.openapi import json_request_body, problems
 from tasktrail.api.problems import Problem, task_not_found
 from tasktrail.api.representation import task_response
@@ -84,7 +84,7 @@ def task_location(task: TaskState) -> str:
 _create_body = json_body(TaskCreate)
 
 
-async def create_task_directly(request: Request) -> Response:
+async def create_task_directly(request: Request, _: Handler) -> Response:
     """`create_task`, reading its own request (handled_route.py)."""
     write = await new_task_write_of(request)
     return await _create(request, write, await _create_body(request))
@@ -125,7 +125,7 @@ async def _create(request: Request, write: NewTaskWrite, body: TaskCreate) -> Re
 _own_task_reading_as_of = own_task_with_only("as_of")
 
 
-async def read_task_directly(request: Request) -> Response:
+async def read_task_directly(request: Request, _: Handler) -> Response:
     """`read_task`, served without FastAPI's resolution of its parameters (handled_route.py):
     the same checks in the same order, read off the request."""
     principal = await authenticated(request)
@@ -228,7 +228,7 @@ async def replace_task(
 _patch_body = json_body(TaskPatch)
 
 
-async def patch_task_directly(request: Request) -> Response:
+async def patch_task_directly(request: Request, _: Handler) -> Response:
     """`patch_task`, reading its own request (handled_route.py)."""
     write = await task_write_of(request)
     return await _patch(request, write, await _patch_body(request))
@@ -303,7 +303,7 @@ async def completion_wanted(request: Request) -> bool | None:
     return validate_json(CompletionSet, raw).completed
 
 
-async def complete_task_directly(request: Request) -> Response:
+async def complete_task_directly(request: Request, _: Handler) -> Response:
     """`complete_task`, reading its own request (handled_route.py)."""
     write = await task_write_of(request)
     return await _complete(request, write, await completion_wanted(request))
