@@ -64,6 +64,14 @@ class Answer:
     seconds: float
     retry_after: str | None
 
+    @classmethod
+    def of(cls, response: httpx2.Response | None, sent_at: float) -> Answer:
+        """The answer to a request sent at `sent_at`; None for a broken connection."""
+        if response is None:
+            return cls(0, sent_at, time.monotonic() - sent_at, None)
+        seconds = time.monotonic() - sent_at
+        return cls(response.status_code, sent_at, seconds, response.headers.get("retry-after"))
+
 
 @dataclass(frozen=True)
 class Acknowledged:
@@ -151,17 +159,10 @@ class Writer:
             try:
                 response = client.request(method, base_url + path, json=body, headers=headers)
             except httpx2.TransportError as error:
-                self.answers.append(Answer(0, sent_at, time.monotonic() - sent_at, None))
+                self.answers.append(Answer.of(None, sent_at))
                 failures.append(f"{type(error).__name__} from {base_url}")
             else:
-                self.answers.append(
-                    Answer(
-                        response.status_code,
-                        sent_at,
-                        time.monotonic() - sent_at,
-                        response.headers.get("retry-after"),
-                    )
-                )
+                self.answers.append(Answer.of(response, sent_at))
                 if response.is_success:
                     done = Acknowledged(
                         key,

@@ -7,6 +7,7 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -15,7 +16,8 @@ from sqlalchemy import exc, text
 
 from tasktrail.api.app import create_app
 from tasktrail.database import create_database_engine, is_outage
-from tests.conftest import as_service, auth, live_server, make_settings, migrated
+from tasktrail.settings import Settings
+from tests.conftest import auth, live_server, make_settings, migrated, service_role_settings
 from tests.private_postgres import private_cluster
 from tests.sse_client import Message, SseStream
 
@@ -99,6 +101,14 @@ def test_a_sqlite_error_in_the_statement_is_not_taken_for_an_outage(tmp_path: Pa
         engine.dispose()
 
 
+def _with_short_timeouts(cluster_url: str, **overrides: Any) -> Settings:
+    """The service on the private cluster as its own role (migrated first), with timeouts short
+    enough for a test to see them run out."""
+    return service_role_settings(
+        migrated(cluster_url), pool_size=3, connect_timeout=2, pool_timeout=2, **overrides
+    )
+
+
 FREEZE_SECONDS = float(os.environ.get("TASKTRAIL_TEST_FREEZE_SECONDS", "4"))
 
 
@@ -108,13 +118,7 @@ def test_a_database_that_hangs_gets_503s_in_time_and_the_service_recovers() -> N
     answer (a 503 with Retry-After, never a 500) while it still hangs, through a real server.
     Before, they waited as long as the database did. Then it wakes and the service goes on."""
     with private_cluster() as cluster:
-        settings = make_settings(
-            migrated(cluster.url),
-            pool_size=3,
-            connect_timeout=2,
-            pool_timeout=2,
-            database_deadline=2,
-        )
+        settings = _with_short_timeouts(cluster.url, database_deadline=2)
         user = "hung-user"
         headers = auth(user)
         with (
@@ -167,16 +171,7 @@ def test_a_live_stream_keeps_its_heartbeats_while_the_database_hangs_then_catche
     goes on with its heartbeats (a silent stream is closed by proxies, and its reads would pile
     up threads), and once the database wakes the events written since arrive, in order."""
     with private_cluster() as cluster:
-        owner_url = migrated(cluster.url)
-        settings = make_settings(
-            as_service(owner_url),
-            owner_database_url=owner_url,
-            pool_size=3,
-            connect_timeout=2,
-            pool_timeout=2,
-            database_deadline=1,
-            sse_heartbeat_seconds=0.3,
-        )
+        settings = _with_short_timeouts(cluster.url, database_deadline=1, sse_heartbeat_seconds=0.3)
         user = "streaming-user"
         headers = auth(user)
         with (

@@ -65,16 +65,9 @@ class Reader:
                 try:
                     response = client.get(url, headers=headers)
                 except httpx2.TransportError:
-                    self.answers.append(Answer(0, sent_at, time.monotonic() - sent_at, None))
+                    self.answers.append(Answer.of(None, sent_at))
                     continue
-                self.answers.append(
-                    Answer(
-                        response.status_code,
-                        sent_at,
-                        time.monotonic() - sent_at,
-                        response.headers.get("retry-after"),
-                    )
-                )
+                self.answers.append(Answer.of(response, sent_at))
                 time.sleep(0.02)
 
 
