@@ -35,6 +35,7 @@ from tasktrail.api.problems import install_problem_handlers
 from tasktrail.api.request_context import RequestContextMiddleware, UnhandledErrorMiddleware
 from tasktrail.api.routes import audit, events, health, task_list, tasks
 from tasktrail.api.routes import metrics as metrics_route
+from tasktrail.api.supervisor_watch import stopping_when_the_supervisor_is_gone
 from tasktrail.database import DatabaseUnavailable, create_database_engine, read_connection
 from tasktrail.logs import configure_logging
 from tasktrail.pg_pool import AsyncPool, conninfo_of
@@ -119,18 +120,19 @@ def create_app(
         # instead of timing out on the pool while forty threads share one GIL.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.pool_size + 2
         end_streams_on_shutdown(feed_hub)
-        if remote_jwks is not None:
-            # Fetched before the first request; when the URL does not answer, the service starts
-            # anyway (shared-secret tokens work) and keeps trying in the background.
-            await remote_jwks.refresh()
-        async with anyio.create_task_group() as background:
-            background.start_soon(sweep_idempotency_keys, database)
-            if settings.is_postgres:
-                background.start_soon(warn_of_the_database_role, database)
+        with stopping_when_the_supervisor_is_gone():
             if remote_jwks is not None:
-                background.start_soon(remote_jwks.keep_fresh)
-            yield
-            background.cancel_scope.cancel()
+                # Fetched before the first request; when the URL does not answer, the service
+                # starts anyway (shared-secret tokens work) and keeps trying in the background.
+                await remote_jwks.refresh()
+            async with anyio.create_task_group() as background:
+                background.start_soon(sweep_idempotency_keys, database)
+                if settings.is_postgres:
+                    background.start_soon(warn_of_the_database_role, database)
+                if remote_jwks is not None:
+                    background.start_soon(remote_jwks.keep_fresh)
+                yield
+                background.cancel_scope.cancel()
         await feed_hub.aclose()
         if pool is not None:
             await pool.close()
