@@ -18,11 +18,10 @@ from typing import Any
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from tasktrail.api.problems import problem_fields
 from tasktrail.settings import load_settings
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
-_TITLES = {408: "Request timeout", 431: "Request header fields too large"}
-_SLUGS = {408: "request-timeout", 431: "header-fields-too-large"}
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -97,14 +96,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _refuse(self, status: int, detail: str) -> None:
         self._disarm()
-        body = orjson.dumps(
-            {
-                "type": f"urn:tasktrail:problem:{_SLUGS[status]}",
-                "title": _TITLES[status],
-                "status": status,
-                "detail": detail,
-            }
-        )
+        body = orjson.dumps(problem_fields(status, detail))
         self.transport.write(
             b"HTTP/1.1 %d %s\r\ncontent-type: application/problem+json\r\n"
             b"content-length: %d\r\nconnection: close\r\n\r\n%s"

@@ -34,6 +34,7 @@ _TITLES = {
     415: "Unsupported media type",
     422: "Request validation failed",
     429: "Too many requests",
+    431: "Request header fields too large",
     500: "Internal server error",
     503: "Service unavailable",
 }
@@ -49,6 +50,7 @@ _SLUGS = {
     415: "unsupported-media-type",
     422: "validation",
     429: "too-many-requests",
+    431: "header-fields-too-large",
     500: "internal",
     503: "unavailable",
 }
@@ -108,12 +110,19 @@ def validation_problem(loc: Sequence[str | int], msg: str, type_: str) -> Proble
     return Problem(422, f"{where}: {msg}", errors=[{"loc": list(loc), "msg": msg, "type": type_}])
 
 
+def problem_fields(status: int, detail: str) -> dict[str, Any]:
+    """The members every problem document has (RFC 9457): type, title, status, detail."""
+    return {
+        "type": f"urn:tasktrail:problem:{_SLUGS.get(status, 'error')}",
+        "title": _TITLES.get(status, "Error"),
+        "status": status,
+        "detail": detail,
+    }
+
+
 def problem_response(scope: Scope, problem: Problem) -> Response:
     body: dict[str, Any] = {
-        "type": f"urn:tasktrail:problem:{_SLUGS.get(problem.status, 'error')}",
-        "title": _TITLES.get(problem.status, "Error"),
-        "status": problem.status,
-        "detail": problem.detail,
+        **problem_fields(problem.status, problem.detail),
         "instance": scope.get("path", ""),
         "request_id": scope.get("state", {}).get("request_id", ""),
     }
