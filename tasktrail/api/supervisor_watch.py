@@ -1,11 +1,11 @@
 """A worker of `serve --workers N` stops when its supervisor is gone.
 
 uvicorn's supervisor starts the workers and stops them: on SIGTERM it sends each one SIGTERM and
-waits for it. A supervisor that never gets that far (killed with SIGKILL, or out of memory, or
-exiting while a replacement worker it had just started was still booting) leaves its workers
-running with no one to stop them: they keep the listening socket, so a new `serve` cannot bind
-the port, and they keep their database connections. gunicorn's workers watch for this; uvicorn's
-do not.
+waits for it. A supervisor that never gets that far (killed with SIGKILL or by the kernel's
+out-of-memory killer; once in the tests, gone while the replacement for a killed worker was still
+starting) leaves its workers running with no one to stop them: they keep the listening socket,
+so a new `serve` cannot bind the port, and they keep their database connections. gunicorn's
+workers watch for this; uvicorn's do not.
 
 The watch costs nothing per request and polls nothing. A process that multiprocessing spawned
 holds the read end of a pipe whose write end only its parent holds (`parent_process().sentinel`):
