@@ -7,6 +7,7 @@ node or npm, or when the install fails (no registry), the test skips and says wh
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -30,11 +31,20 @@ NPM_INSTALL_SECONDS = 600
 
 
 def installed_server() -> Path:
-    """The cache directory with the server script and its node_modules, installed if need be."""
+    """The cache directory with the server script and its node_modules, installed if need be.
+
+    The suite's processes share the cache: the first to get here installs while the others
+    wait on the lock, then find it installed (two npm installs in one directory corrupt it)."""
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
         pytest.skip("Better Auth interop needs node and npm on PATH; they were not found")
     CACHE.mkdir(parents=True, exist_ok=True)
+    with (CACHE.parent / "better_auth.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        return _install(npm)
+
+
+def _install(npm: str) -> Path:
     manifest = (SOURCE / "package.json").read_text()
     stamp = CACHE / "node_modules" / ".tasktrail-installed-from"
     shutil.copyfile(SOURCE / "server.mjs", CACHE / "server.mjs")
@@ -67,7 +77,7 @@ def better_auth() -> Iterator[str]:
     cache = installed_server()
     port = free_tcp_port()
     base_url = f"http://127.0.0.1:{port}"
-    log = cache / "server.log"
+    log = cache / f"server-{port}.log"  # one per process of the suite
     with log.open("w") as output:
         process = subprocess.Popen(
             ["node", "server.mjs"],
@@ -93,6 +103,7 @@ def better_auth() -> Iterator[str]:
         finally:
             process.terminate()
             process.wait(timeout=10)
+    log.unlink()  # what it said is in the assertion that needed it
 
 
 def signed_in_tokens(base_url: str) -> tuple[str, str, str]:

@@ -30,6 +30,14 @@ from schemathesis.specs.openapi.schemas import OpenApiSchema
 
 from tests.conftest import Api
 
+# Hypothesis warns when the global `random` state moves while it draws an example, taking it for
+# a strategy that uses `random`. The app's connection pool moves it from another thread
+# (psycopg_pool jitters each new connection's lifetime with `random.random()`), so the warning
+# fires, now and then, on a draw that used no `random` at all.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:Do not use the `random` module inside strategies"
+    ":hypothesis.errors.HypothesisDeprecationWarning"
+)
 EXAMPLES = int(os.environ.get("TASKTRAIL_FUZZ_EXAMPLES", "8"))
 FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES,
