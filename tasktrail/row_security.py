@@ -1,10 +1,12 @@
 """Whose rows a transaction may see on PostgreSQL: the request's scope, set in the transaction.
 
-Row-level security on `tasks` and `events` (migration 0012) lets the service's role see a row
-only when the row's `user_id` is the transaction's `tasktrail.user_id` setting, or, reading
-`events`, when its `tasktrail.audit` setting is `on`. So a query that forgot its
-`WHERE user_id` still sees one user's rows, and a transaction that set no scope sees none: a
-mistake fails closed.
+Row-level security on `tasks`, `events` (migration 0012), `user_streams` and `idempotency_keys`
+(0014) lets the service's role see a row only when the row's `user_id` is the transaction's
+`tasktrail.user_id` setting, or, reading `events` and `user_streams`, when its `tasktrail.audit`
+setting is `on`. So a query that forgot its `WHERE user_id` still sees one user's rows, and a
+transaction that set no scope sees none: a mistake fails closed. One transaction outside any
+request reaches other users' rows: the background sweep of idempotency keys, which sets
+`tasktrail.sweep` and then reads and deletes expired keys, and no others.
 The migrations' owner (and the operator's commands, which run as the owner) is not bound by it.
 
 The scope is the request's: authentication sets the user's, the audit routes the auditor's, in
@@ -29,6 +31,8 @@ AUDIT_SETTING = "tasktrail.audit"
 SET_SCOPE_SQL = (
     f"SELECT set_config('{USER_SETTING}', %s, true), set_config('{AUDIT_SETTING}', %s, true)"
 )
+# The sweep's transaction: every user's expired idempotency keys (migration 0014), to delete.
+SET_SWEEP_SQL = "SELECT set_config('tasktrail.sweep', 'on', true)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,5 +1,5 @@
-"""Defence in depth on PostgreSQL (migration 0012): the service's role, its privileges, and
-row-level security keyed by the transaction's scope (tasktrail/row_security.py).
+"""Defence in depth on PostgreSQL (migrations 0012 and 0014): the service's role, its
+privileges, and row-level security keyed by the transaction's scope (tasktrail/row_security.py).
 
 Every API test on PostgreSQL already runs as the service's role (conftest's `app`). These tests
 go behind the API on purpose: queries that forgot their `WHERE user_id`, writes the service
@@ -19,15 +19,19 @@ import anyio
 import httpx2
 import psycopg
 import pytest
+from alembic import command as alembic_command
+from alembic.config import Config
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, make_url, text
 
 from tasktrail.api.app import create_app
+from tasktrail.api.idempotency import purge_expired
 from tasktrail.database import create_database_engine, read_connection
+from tasktrail.migrations import runner
 from tasktrail.pg_pool import AsyncPool, in_scope
 from tasktrail.projections.rebuild import rebuild
-from tasktrail.row_security import DatabaseScope, scope_to_audit, scope_to_user
+from tasktrail.row_security import SET_SWEEP_SQL, DatabaseScope, scope_to_audit, scope_to_user
 from tests.conftest import (
     SECRET,
     SERVICE_LOGIN,
@@ -63,10 +67,13 @@ def service_app(owner_url: str) -> FastAPI:
 
 
 def create_tasks(client: TestClient, user_id: str, count: int) -> list[str]:
+    """Each with an Idempotency-Key: the user then has keys, a stream and tasks."""
     ids = []
     for number in range(count):
         response = client.post(
-            f"/api/{user_id}/tasks", json={"title": f"task {number}"}, headers=auth(user_id)
+            f"/api/{user_id}/tasks",
+            json={"title": f"task {number}"},
+            headers={**auth(user_id), "Idempotency-Key": f"create-{number}"},
         )
         assert response.status_code == 201, response.text
         ids.append(response.json()["id"])
@@ -75,7 +82,7 @@ def create_tasks(client: TestClient, user_id: str, count: int) -> list[str]:
 
 @pytest.fixture
 def two_users(owner_url: str) -> tuple[str, str]:
-    """Alice with two tasks, Bob with three, written through the service."""
+    """Alice with two tasks (and two keys), Bob with three, written through the service."""
     alice, bob = new_user_id(), new_user_id()
     with TestClient(service_app(owner_url)) as client:
         create_tasks(client, alice, 2)
@@ -98,15 +105,16 @@ def as_service_in(
         return cursor.fetchall() if cursor.description else []
 
 
+# Every table that holds rows of one user: row security binds the service's role on each.
+PER_USER_TABLES = ("tasks", "events", "user_streams", "idempotency_keys")
+
+
 def test_the_service_connects_as_its_own_role_and_is_bound_by_row_security(
     service_url: str,
 ) -> None:
-    rows = as_service_in(
-        service_url,
-        None,
-        "SELECT current_user, row_security_active('tasks'), row_security_active('events')",
-    )
-    assert rows == [(SERVICE_LOGIN, True, True)]
+    bound = ", ".join(f"row_security_active('{table}')" for table in PER_USER_TABLES)
+    rows = as_service_in(service_url, None, f"SELECT current_user, {bound}")
+    assert rows == [(SERVICE_LOGIN, *(True for _ in PER_USER_TABLES))]
 
 
 def test_the_tests_service_runs_as_the_service_role(app: FastAPI, postgres_url: str) -> None:
@@ -164,14 +172,19 @@ def test_a_query_that_forgot_its_user_sees_only_the_scopes_rows(
         assert as_service_in(
             service_url, scope, "SELECT user_id, count(*) FROM tasks GROUP BY 1"
         ) == [(user, tasks_of_user)]
-        assert as_service_in(service_url, scope, "SELECT DISTINCT user_id FROM events") == [(user,)]
+        for table in ("events", "user_streams", "idempotency_keys"):
+            seen = as_service_in(service_url, scope, f"SELECT DISTINCT user_id FROM {table}")
+            assert seen == [(user,)], table
+        assert as_service_in(service_url, scope, "SELECT count(*) FROM idempotency_keys") == [
+            (tasks_of_user,)
+        ]
 
 
 def test_a_transaction_without_a_scope_sees_nothing_and_a_scope_ends_with_its_transaction(
     service_url: str, two_users: tuple[str, str]
 ) -> None:
-    assert as_service_in(service_url, None, "SELECT count(*) FROM tasks") == [(0,)]
-    assert as_service_in(service_url, None, "SELECT count(*) FROM events") == [(0,)]
+    for table in PER_USER_TABLES:
+        assert as_service_in(service_url, None, f"SELECT count(*) FROM {table}") == [(0,)], table
     with psycopg.connect(libpq(service_url), autocommit=True) as conn:
         conn.execute("SELECT set_config('tasktrail.user_id', %s, true)", (two_users[0],))
         # That statement was a transaction of its own: the next one has no scope.
@@ -203,8 +216,15 @@ def test_the_audit_scope_reads_every_users_log_and_writes_nothing(
     service_url: str, two_users: tuple[str, str]
 ) -> None:
     audit = DatabaseScope(audit=True)
-    users = as_service_in(service_url, audit, "SELECT DISTINCT user_id FROM events ORDER BY 1")
-    assert users == sorted((user,) for user in two_users)
+    # The log and its recorded heads (the chain check reads both), and no one's keys.
+    for table in ("events", "user_streams"):
+        users = as_service_in(
+            service_url, audit, f"SELECT DISTINCT user_id FROM {table} ORDER BY 1"
+        )
+        assert users == sorted((user,) for user in two_users), table
+    assert as_service_in(service_url, audit, "SELECT count(*) FROM idempotency_keys") == [(0,)]
+    moved = "UPDATE user_streams SET last_seq = 0 RETURNING user_id"
+    assert as_service_in(service_url, audit, moved) == []
     with pytest.raises(psycopg.Error) as refused:
         as_service_in(
             service_url,
@@ -286,6 +306,158 @@ def test_a_write_into_another_users_rows_is_refused_or_reaches_nothing(
             "SELECT user_id, count(*) FILTER (WHERE title = 'renamed') FROM tasks GROUP BY 1"
         ).fetchall()
     assert dict(titles) == {alice: 2, bob: 0}
+
+
+def keys_and_streams(owner_url: str) -> list[tuple[Any, ...]]:
+    """Every idempotency key and every stream, as the owner sees them."""
+    with psycopg.connect(libpq(owner_url)) as owner:
+        keys = owner.execute(
+            "SELECT 'key', user_id, key, fingerprint, status_code, body, created_at"
+            " FROM idempotency_keys"
+        ).fetchall()
+        streams = owner.execute(
+            "SELECT 'stream', user_id, last_seq, head_hash FROM user_streams"
+        ).fetchall()
+    return sorted(keys + streams, key=repr)
+
+
+def test_another_users_keys_and_stream_are_out_of_reach(
+    service_url: str, owner_url: str, two_users: tuple[str, str]
+) -> None:
+    """In Alice's scope, Bob's idempotency keys and stream cannot be read, changed or deleted
+    (the statements reach no row), nor written under his name (refused)."""
+    alice, bob = two_users
+    scope = DatabaseScope(user_id=alice)
+    before = keys_and_streams(owner_url)
+    for statement in (
+        "SELECT key FROM idempotency_keys WHERE user_id = %s",
+        "SELECT last_seq FROM user_streams WHERE user_id = %s",
+        "UPDATE idempotency_keys SET body = 'forged' WHERE user_id = %s RETURNING key",
+        "DELETE FROM idempotency_keys WHERE user_id = %s RETURNING key",
+        "UPDATE user_streams SET last_seq = 0 WHERE user_id = %s RETURNING last_seq",
+    ):
+        assert as_service_in(service_url, scope, statement, (bob,)) == [], statement
+    for statement, user in (
+        # A stored answer under Bob's name: his next request with that key would replay it.
+        (
+            "INSERT INTO idempotency_keys (user_id, key, fingerprint, status_code, headers,"
+            " body, created_at) VALUES (%s, 'create-9', 'f', 201, '{}', 'forged', now())",
+            bob,
+        ),
+        # The write path's own take of the stream, under Bob's name, and for a new user.
+        *(
+            (
+                "INSERT INTO user_streams (user_id, last_seq, head_hash) VALUES (%s, 0,"
+                " repeat('0', 64)) ON CONFLICT (user_id) DO UPDATE SET last_seq = 0",
+                user,
+            )
+            for user in (bob, new_user_id())
+        ),
+    ):
+        with pytest.raises(psycopg.Error) as refused:
+            as_service_in(service_url, scope, statement, (user,))
+        assert refused.value.sqlstate == INSUFFICIENT_PRIVILEGE, statement
+    assert keys_and_streams(owner_url) == before
+    as_service_in(service_url, scope, "DELETE FROM idempotency_keys")  # no WHERE at all
+    assert keys_and_streams(owner_url) == [row for row in before if row[:2] != ("key", alice)]
+
+
+def aged(owner_url: str, condition: str, params: tuple[Any, ...]) -> None:
+    """Make keys two days old (the owner may)."""
+    with psycopg.connect(libpq(owner_url)) as owner:
+        owner.execute(
+            "UPDATE idempotency_keys SET created_at = now() - interval '2 days' WHERE " + condition,
+            params,
+        )
+
+
+def test_the_sweep_deletes_every_users_expired_keys_as_the_service_role(
+    owner_url: str, service_url: str, two_users: tuple[str, str]
+) -> None:
+    """`purge_expired` runs outside any request, so with no user's scope: it still reaches the
+    expired keys of every user, and leaves the live ones."""
+    alice, bob = two_users
+    aged(owner_url, "user_id = %s OR key = 'create-0'", (bob,))
+    engine = create_database_engine(make_settings(service_url))
+    try:
+        assert purge_expired(engine) == 4  # Bob's three and Alice's first
+    finally:
+        engine.dispose()
+    with psycopg.connect(libpq(owner_url)) as owner:
+        left = owner.execute("SELECT user_id, key FROM idempotency_keys").fetchall()
+    assert left == [(alice, "create-1")]
+
+
+def test_the_sweeps_setting_reaches_expired_keys_only(
+    owner_url: str, service_url: str, two_users: tuple[str, str]
+) -> None:
+    """The sweep's transaction sees, and may delete, expired keys and no live one; a request's
+    scope sees no other user's key, expired or not, and no scope sees none."""
+    alice, bob = two_users
+    aged(owner_url, "user_id = %s AND key = 'create-0'", (bob,))
+    assert as_service_in(
+        service_url, DatabaseScope(user_id=alice), "SELECT DISTINCT user_id FROM idempotency_keys"
+    ) == [(alice,)]
+    assert as_service_in(service_url, None, "SELECT count(*) FROM idempotency_keys") == [(0,)]
+    with psycopg.connect(libpq(service_url)) as conn:
+        conn.execute(SET_SWEEP_SQL)
+        seen = conn.execute("SELECT user_id, key FROM idempotency_keys").fetchall()
+        changed = conn.execute("UPDATE idempotency_keys SET body = 'x' RETURNING key").fetchall()
+        deleted = conn.execute("DELETE FROM idempotency_keys RETURNING user_id, key").fetchall()
+    assert seen == deleted == [(bob, "create-0")]
+    assert changed == []
+
+
+def test_the_audit_apis_chain_check_reads_every_users_recorded_head(
+    owner_url: str, two_users: tuple[str, str]
+) -> None:
+    """The check holds each chain to the head recorded in user_streams, read in the auditor's
+    scope: without that head, every chain would end beyond it."""
+    auditor = auth("an-auditor", roles=["auditor"])
+    with TestClient(service_app(owner_url)) as client:
+        for user, events in zip(two_users, (2, 3), strict=True):
+            response = client.get(f"/api/audit/users/{user}/verify", headers=auditor)
+            assert response.status_code == 200, response.text
+            assert (response.json()["ok"], response.json()["events"]) == (True, events)
+
+
+def test_the_downgrade_of_0014_takes_its_row_security_off_and_the_upgrade_back_on(
+    owner_url: str,
+) -> None:
+    query = (
+        "SELECT relname, relrowsecurity,"
+        " (SELECT count(*) FROM pg_policies AS p WHERE p.tablename = c.relname)"
+        " FROM pg_class AS c WHERE relname = ANY(%s)"
+        " AND relnamespace = current_schema()::regnamespace ORDER BY 1"
+    )
+
+    def row_security() -> list[tuple[Any, ...]]:
+        with psycopg.connect(libpq(owner_url)) as owner:
+            return owner.execute(query, (list(PER_USER_TABLES),)).fetchall()
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(runner.__file__).parent))
+    engine = create_database_engine(make_settings(owner_url))
+    try:
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            alembic_command.downgrade(config, "0013")
+        down = row_security()
+        runner.upgrade(engine)
+    finally:
+        engine.dispose()
+    assert down == [
+        ("events", True, 2),
+        ("idempotency_keys", False, 0),
+        ("tasks", True, 1),
+        ("user_streams", False, 0),
+    ]
+    assert row_security() == [
+        ("events", True, 2),
+        ("idempotency_keys", True, 3),
+        ("tasks", True, 1),
+        ("user_streams", True, 2),
+    ]
 
 
 def test_the_services_own_connections_carry_the_requests_scope(

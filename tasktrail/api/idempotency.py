@@ -26,8 +26,10 @@ from tasktrail.api.problems import Problem
 from tasktrail.commands.in_one_round_trip import AnswerToKeep, StoredAnswer
 from tasktrail.database import dialect_insert, write_transaction
 from tasktrail.pg_pool import AsyncConnection, compile_statement
+from tasktrail.row_security import SET_SWEEP_SQL
 from tasktrail.schema import idempotency_keys
 
+# Row security lets the sweep reach keys of this age and older (migration 0014): change both.
 KEY_LIFETIME = timedelta(hours=24)
 # How long a duplicate waits for the first request of its key before it is answered 409.
 WAIT_FOR_FIRST_MS = 5_000
@@ -72,9 +74,13 @@ def purge_expired(engine: Engine, now: datetime | None = None) -> int:
 
     A user's own expired keys also go at their next keyed write; this sweep catches the keys of
     users who do not come back. It runs in the background, never on the request path.
+    On PostgreSQL the service's role reaches other users' keys only in a transaction that says
+    it sweeps, and then only keys older than 24 h by the database's clock (migration 0014).
     """
     cutoff = (now or datetime.now(UTC)) - KEY_LIFETIME
     with write_transaction(engine) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(SET_SWEEP_SQL))
         result = conn.execute(
             delete(idempotency_keys).where(idempotency_keys.c.created_at < cutoff)
         )
