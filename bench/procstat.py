@@ -72,14 +72,25 @@ def process_cpu_seconds(pid: int) -> float | None:
     return ticks / CLOCK_TICKS_PER_SECOND
 
 
+def _host_columns() -> list[int]:
+    """/proc/stat's first line: "cpu  user nice system idle iowait irq softirq steal guest
+    guest_nice", in ticks since boot; guest time is already inside user, so the first eight
+    columns are the whole of it."""
+    with open("/proc/stat", "rb") as stat:
+        return [int(value) for value in stat.readline().split()[1:9]]
+
+
 def host_busy_seconds() -> float:
     """CPU seconds all cores together spent on anything but idling, since boot."""
-    with open("/proc/stat", "rb") as stat:
-        # "cpu  user nice system idle iowait irq softirq steal guest guest_nice"; guest time is
-        # already inside user, so the first eight columns are the whole of it.
-        columns = [int(value) for value in stat.readline().split()[1:9]]
+    columns = _host_columns()
     idle, iowait = columns[3], columns[4]
     return (sum(columns) - idle - iowait) / CLOCK_TICKS_PER_SECOND
+
+
+def host_steal_seconds() -> float:
+    """CPU seconds the hypervisor gave this machine's cores to someone else while they had work
+    (inside `host_busy_seconds`): on a virtual machine, time no process here used."""
+    return _host_columns()[7] / CLOCK_TICKS_PER_SECOND
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +101,7 @@ class CpuSnapshot:
     server: float
     postgres: Mapping[int, float]  # per backend pid: a backend may appear between snapshots
     host: float
+    steal: float = 0.0
 
 
 def take_snapshot(server_pid: int, postgres_pids: Iterable[int]) -> CpuSnapshot:
@@ -102,7 +114,11 @@ def take_snapshot(server_pid: int, postgres_pids: Iterable[int]) -> CpuSnapshot:
         children_cpu_seconds(server_pid).values()
     )
     return CpuSnapshot(
-        at=time.monotonic(), server=server, postgres=postgres, host=host_busy_seconds()
+        at=time.monotonic(),
+        server=server,
+        postgres=postgres,
+        host=host_busy_seconds(),
+        steal=host_steal_seconds(),
     )
 
 
@@ -114,6 +130,7 @@ class CpuUsage:
     server: float
     postgres: float
     host: float
+    steal: float = 0.0  # inside host
 
 
 def usage_between(before: CpuSnapshot, after: CpuSnapshot) -> CpuUsage:
@@ -125,4 +142,5 @@ def usage_between(before: CpuSnapshot, after: CpuSnapshot) -> CpuUsage:
         server=(after.server - before.server) / seconds,
         postgres=postgres / seconds,
         host=(after.host - before.host) / seconds,
+        steal=(after.steal - before.steal) / seconds,
     )
