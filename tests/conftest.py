@@ -36,7 +36,11 @@ from tasktrail.settings import Settings
 
 # Helper modules that assert for several test files: pytest's assert messages there too.
 pytest.register_assert_rewrite(
-    "tests.keyed_writers", "tests.list_helpers", "tests.task_helpers", "tests.validation_helpers"
+    "tests.audit_helpers",
+    "tests.keyed_writers",
+    "tests.list_helpers",
+    "tests.task_helpers",
+    "tests.validation_helpers",
 )
 
 SECRET = "test-secret-that-is-long-enough-for-hs256-0123456789"

@@ -7,7 +7,6 @@ import random
 import threading
 import time
 import uuid
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,25 +17,8 @@ from tasktrail.commands.types import CommandContext, CreateTask, TaskFields
 from tasktrail.database import read_connection, write_transaction
 from tasktrail.queries.audit import AuditFilter, audit_page
 from tasktrail.schema import events
+from tests.audit_helpers import AUDITOR, search, settle
 from tests.conftest import Api, auth, new_user_id
-
-AUDITOR = auth("the-auditor", role="auditor")
-
-
-def search(client: TestClient, **params: Any) -> Any:
-    return client.get("/api/audit/events", params=params, headers=AUDITOR)
-
-
-def settle(client: TestClient, user_id: str, count: int) -> None:
-    """Wait until the user's newest events are past the feed's horizon.
-
-    On PostgreSQL the feed hands out an event once every transaction older than its own has
-    ended, in any database of the cluster; another test run's open transaction may delay it.
-    """
-    deadline = time.monotonic() + 15
-    while len(search(client, user_id=user_id, limit=1000).json()) < count:
-        assert time.monotonic() < deadline, "the feed's horizon did not pass our events"
-        time.sleep(0.05)
 
 
 def test_only_auditors_may_search(client: TestClient, api: Api) -> None:

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from tasktrail.commands import handlers
 from tasktrail.commands.types import CommandContext, CreateTask, TaskFields
 from tasktrail.database import write_transaction
+from tests.audit_helpers import settle
 from tests.conftest import Api, auth
 
 PROBLEM_JSON = "application/problem+json"
@@ -202,6 +203,7 @@ def test_every_next_link_is_relative_and_ignores_the_host_header(
     named: the targets are relative references."""
     for n in range(3):
         api.create(title=f"task {n}")
+    settle(client, api.user_id, 3)  # the audit feed's page below needs them all
     evil = {**auth(api.user_id), "Host": "evil.example"}
     auditor = {**auth("an-auditor", role="auditor"), "Host": "evil.example"}
     pages = [
