@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +63,27 @@ class Server:
             raise AssertionError(f"serve did not stop within {timeout} s of SIGTERM") from None
 
 
+def wait_until_answering(
+    process: subprocess.Popen[bytes],
+    log: Path,
+    answering: Callable[[], bool],
+    name: str,
+    seconds: float = 30,
+) -> None:
+    """Poll `answering` until it is true; fail with the process's log if the process exits
+    first or `seconds` pass. A refused or reset connection counts as not answering yet."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if process.poll() is not None:
+            raise AssertionError(f"{name} exited early:\n{log.read_text()}")
+        with contextlib.suppress(httpx2.TransportError):
+            if answering():
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{name} did not answer within {seconds:g} s:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
 @contextmanager
 def server_process(cwd: Path, *args: str, **env: str) -> Iterator[Server]:
     """`tasktrail serve [args]` in a subprocess, answering /healthz; stopped (SIGTERM) at the
@@ -79,23 +100,17 @@ def server_process(cwd: Path, *args: str, **env: str) -> Iterator[Server]:
             start_new_session=True,  # its workers in its own process group, to check at the end
         )
         base_url = f"http://127.0.0.1:{port}"
+
+        def answering() -> bool:
+            # Our server's answer, not another's: a port found free a moment ago may have been
+            # taken since (other tests start servers too), and then whoever holds it answers
+            # /healthz while ours fails to bind.
+            if f"running on {base_url}" not in log.read_text():
+                return False
+            return httpx2.get(base_url + "/healthz", timeout=1).is_success
+
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.poll() is not None:
-                    raise AssertionError(f"serve exited early:\n{log.read_text()}")
-                # Our server's answer, not another's: a port found free a moment ago may have
-                # been taken since (other tests start servers too), and then whoever holds it
-                # answers /healthz while ours fails to bind.
-                listening = f"running on {base_url}" in log.read_text()
-                try:
-                    if listening and httpx2.get(base_url + "/healthz", timeout=1).is_success:
-                        break
-                except httpx2.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"serve did not answer within 30 s:\n{log.read_text()}")
-                time.sleep(0.1)
+            wait_until_answering(process, log, answering, "serve")
             yield Server(base_url, log, process)
         finally:
             if process.poll() is None:

@@ -22,6 +22,7 @@ from sqlalchemy import Engine
 
 from tests.conftest import free_tcp_port
 from tests.jwks_helpers import bearer, jwks_client
+from tests.processes import wait_until_answering
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCE = ROOT / "tests" / "interop" / "better_auth"
@@ -87,18 +88,12 @@ def better_auth() -> Iterator[str]:
             stderr=output,
         )
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                if process.poll() is not None:
-                    raise AssertionError(f"Better Auth exited early:\n{log.read_text()}")
-                try:
-                    if httpx2.get(f"{base_url}/api/auth/jwks", timeout=1).status_code == 200:
-                        break
-                except httpx2.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise AssertionError(f"Better Auth did not answer in 30 s:\n{log.read_text()}")
-                time.sleep(0.1)
+            wait_until_answering(
+                process,
+                log,
+                lambda: httpx2.get(f"{base_url}/api/auth/jwks", timeout=1).status_code == 200,
+                "Better Auth",
+            )
             yield base_url
         finally:
             process.terminate()
