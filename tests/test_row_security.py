@@ -527,6 +527,40 @@ def test_the_rebuild_keeps_the_grants_the_row_security_and_the_policies(
         assert len(response.json()) == 2
 
 
+def test_the_rebuild_keeps_an_operators_own_grants_with_their_grant_option_and_columns(
+    owner_url: str, two_users: tuple[str, str]
+) -> None:
+    """Grants the migrations never made: a reporting role that may pass its SELECT on, and one
+    that may read two columns only. The rebuilt table must give each exactly what it had."""
+    suffix = uuid.uuid4().hex[:8]
+    reporting, columns_only = f"tasktrail_reporting_{suffix}", f"tasktrail_columns_{suffix}"
+    query = (
+        "SELECT relacl::text, ARRAY(SELECT attname || '=' || attacl::text FROM pg_attribute"
+        " WHERE attrelid = 'tasks'::regclass AND attacl IS NOT NULL ORDER BY attname)"
+        " FROM pg_class WHERE oid = 'tasks'::regclass"
+    )
+    with psycopg.connect(libpq(owner_url), autocommit=True) as owner:
+        for role in (reporting, columns_only):
+            owner.execute(f"CREATE ROLE {role} NOLOGIN")
+        try:
+            owner.execute(f"GRANT SELECT ON tasks TO {reporting} WITH GRANT OPTION")
+            owner.execute(f"GRANT SELECT (id, title) ON tasks TO {columns_only}")
+            before = owner.execute(query).fetchone()
+            assert before is not None
+            assert f"{reporting}=r*/" in before[0]  # the grant option is in the ACL
+            assert len(before[1]) == 2
+            engine = create_database_engine(make_settings(owner_url))
+            try:
+                assert rebuild(engine).tasks == 5
+            finally:
+                engine.dispose()
+            assert owner.execute(query).fetchone() == before
+        finally:
+            for role in (reporting, columns_only):
+                owner.execute(f"DROP OWNED BY {role}")
+                owner.execute(f"DROP ROLE {role}")
+
+
 def test_the_operators_commands_run_as_the_owner_or_refuse(
     tmp_path: Path, owner_url: str, service_url: str, two_users: tuple[str, str]
 ) -> None:

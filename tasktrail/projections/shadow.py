@@ -151,16 +151,27 @@ def copy_access_rules(conn: Connection) -> None:
     """Give the shadow table the live table's grants, row-level security and policies
     (migration 0012), whatever migrations made them: the service's role must reach the rebuilt
     table exactly as it reached the old one, and through the same policies."""
+    # The table's grants and each column's (an operator may have granted a reporting role some
+    # columns only), each with its grant option: the owner's own are the new table's already.
     grants = conn.execute(
         text(
             "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END,"
-            " a.privilege_type FROM pg_class c CROSS JOIN aclexplode(c.relacl) a"
-            " LEFT JOIN pg_roles r ON r.oid = a.grantee"
+            " a.privilege_type, a.is_grantable, NULL FROM pg_class c"
+            " CROSS JOIN aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee"
             " WHERE c.oid = 'tasks'::regclass AND a.grantee <> c.relowner"
+            " UNION ALL"
+            " SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END,"
+            " a.privilege_type, a.is_grantable, quote_ident(att.attname) FROM pg_attribute att"
+            " JOIN pg_class c ON c.oid = att.attrelid CROSS JOIN aclexplode(att.attacl) a"
+            " LEFT JOIN pg_roles r ON r.oid = a.grantee"
+            " WHERE c.oid = 'tasks'::regclass AND NOT att.attisdropped"
+            " AND a.grantee <> c.relowner"
         )
     )
-    for grantee, privilege in grants:
-        conn.execute(text(f"GRANT {privilege} ON {SHADOW} TO {grantee}"))
+    for grantee, privilege, grantable, column in grants:
+        on_what = privilege if column is None else f"{privilege} ({column})"
+        option = " WITH GRANT OPTION" if grantable else ""
+        conn.execute(text(f"GRANT {on_what} ON {SHADOW} TO {grantee}{option}"))
     enabled, forced = conn.execute(
         text(
             "SELECT relrowsecurity, relforcerowsecurity FROM pg_class WHERE oid = 'tasks'::regclass"
