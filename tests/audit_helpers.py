@@ -9,11 +9,14 @@ from fastapi.testclient import TestClient
 
 from tests.conftest import auth
 
-AUDITOR = auth("the-auditor", role="auditor")
+
+def auditor() -> dict[str, str]:
+    """A new token each call: a suite run in one process outlives a token made at import."""
+    return auth("the-auditor", role="auditor")
 
 
 def search(client: TestClient, **params: Any) -> Any:
-    return client.get("/api/audit/events", params=params, headers=AUDITOR)
+    return client.get("/api/audit/events", params=params, headers=auditor())
 
 
 def settle(client: TestClient, user_id: str, count: int) -> None:
@@ -24,6 +27,11 @@ def settle(client: TestClient, user_id: str, count: int) -> None:
     test run, may hold one open for a while.
     """
     deadline = time.monotonic() + 15
-    while len(search(client, user_id=user_id, limit=1000).json()) < count:
+    while True:
+        page = search(client, user_id=user_id, limit=1000)
+        # A problem's body is a JSON object: its length would pass for a count of events.
+        assert page.status_code == 200, page.text
+        if len(page.json()) >= count:
+            return
         assert time.monotonic() < deadline, "the feed's horizon did not pass our events"
         time.sleep(0.05)

@@ -17,7 +17,7 @@ from tasktrail.commands.types import CommandContext, CreateTask, TaskFields
 from tasktrail.database import read_connection, write_transaction
 from tasktrail.queries.audit import AuditFilter, audit_page
 from tasktrail.schema import events
-from tests.audit_helpers import AUDITOR, search, settle
+from tests.audit_helpers import auditor, search, settle
 from tests.conftest import Api, auth, new_user_id
 
 
@@ -63,7 +63,7 @@ def test_search_pages_by_link_and_after(client: TestClient, api: Api) -> None:
         if link is None:
             break
         url = link[1 : link.index(">")]
-        response = client.get(url, headers=AUDITOR)
+        response = client.get(url, headers=auditor())
     assert seen == [1, 2, 3, 4, 5]
 
 
@@ -93,7 +93,7 @@ def test_ndjson_export_streams_every_matching_event(client: TestClient, api: Api
     response = client.get(
         "/api/audit/events",
         params={"user_id": api.user_id, "limit": 2},
-        headers={**AUDITOR, "Accept": "application/x-ndjson"},
+        headers={**auditor(), "Accept": "application/x-ndjson"},
     )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/x-ndjson")
@@ -113,8 +113,8 @@ def test_audit_routes_never_write(client: TestClient, api: Api, engine: Engine) 
 
     before = count()
     search(client)
-    client.get("/api/audit/events", headers={**AUDITOR, "Accept": "application/x-ndjson"})
-    client.get(f"/api/audit/users/{api.user_id}/verify", headers=AUDITOR)
+    client.get("/api/audit/events", headers={**auditor(), "Accept": "application/x-ndjson"})
+    client.get(f"/api/audit/users/{api.user_id}/verify", headers=auditor())
     assert count() == before
 
 

@@ -48,7 +48,11 @@ def installed_server() -> Path:
 def _install(npm: str) -> Path:
     manifest = (SOURCE / "package.json").read_text()
     stamp = CACHE / "node_modules" / ".tasktrail-installed-from"
-    shutil.copyfile(SOURCE / "server.mjs", CACHE / "server.mjs")
+    script = (SOURCE / "server.mjs").read_bytes()
+    installed = CACHE / "server.mjs"
+    # Rewritten only when it changed: a server of another process may be reading it.
+    if not installed.exists() or installed.read_bytes() != script:
+        installed.write_bytes(script)
     if not stamp.exists() or stamp.read_text() != manifest:
         (CACHE / "package.json").write_text(manifest)
         # Short network timeouts: an offline machine skips in a minute, not in ten.
