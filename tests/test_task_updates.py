@@ -228,6 +228,19 @@ def test_complete_without_a_body_toggles_there_and_back(api: Api) -> None:
     assert types_of(api, task_id) == ["TaskCreated", "TaskCompleted", "TaskReopened"]
 
 
+def test_complete_with_an_empty_object_toggles_there_and_back(api: Api) -> None:
+    """`{}` is what frontends written for "toggle completion" send: it toggles, as no body does."""
+    task_id = api.create()["id"]
+    first = api.request("PATCH", f"/{task_id}/complete", json={})
+    assert first.status_code == 200, first.text
+    assert first.json()["completed"] is True
+    assert first.json()["version"] == 2
+    second = api.request("PATCH", f"/{task_id}/complete", json={})
+    assert second.status_code == 200, second.text
+    assert second.json()["completed"] is False
+    assert types_of(api, task_id) == ["TaskCreated", "TaskCompleted", "TaskReopened"]
+
+
 @pytest.mark.parametrize("completed", [True, False], ids=["complete", "reopen"])
 def test_complete_with_a_body_sets_completion(api: Api, completed: bool) -> None:
     """{"completed": x} sets completion to x whatever it was."""

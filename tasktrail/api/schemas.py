@@ -10,7 +10,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    create_model,
+    field_validator,
+)
 from pydantic.json_schema import SkipJsonSchema
 
 from tasktrail.events.encoding import RFC3339_PATTERN, parse_timestamp
@@ -176,11 +184,23 @@ class TaskPatch(_Body):
 
 
 class CompletionSet(BaseModel):
-    """Sets completion; a retry is harmless. Send no body at all to toggle instead."""
+    """Sets completion; a retry is harmless. No body, or `{}`, toggles instead.
+
+    `{}` is what frontends written for "toggle completion" send, so it means no body; an explicit
+    `null` is refused, as a body that says nothing clear.
+    """
 
     model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
 
-    completed: bool
+    completed: bool | SkipJsonSchema[None] = None
+
+    @field_validator("completed", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        # Runs only for a value sent: the default (absent: toggle) is not validated.
+        if value is None:
+            raise ValueError("completed must be true or false; leave it out to toggle")
+        return value
 
 
 # The Python type of each kind of field as the API serves it (instants as their text).

@@ -295,7 +295,7 @@ def merge_patch_changes(body: TaskPatch) -> TaskChanges:
 
 
 async def completion_wanted(request: Request) -> bool | None:
-    """No body toggles; `{"completed": true|false}` sets."""
+    """No body, or `{}`, toggles; `{"completed": true|false}` sets."""
     raw = await read_body(request)
     if not raw:
         return None
@@ -313,8 +313,8 @@ async def complete_task_directly(request: Request, _: Handler) -> Response:
     TASK + "/complete",
     response_model=TaskOut,
     summary="Complete or reopen a task",
-    description='No body toggles completion. `{"completed": true|false}` sets it: setting what '
-    "already holds appends nothing and keeps `version` and `completed_at`.",
+    description='No body, or an empty object `{}`, toggles completion. `{"completed": true|false}` '
+    "sets it: setting what already holds appends nothing and keeps `version` and `completed_at`.",
     responses=problems(*_WRITE_PROBLEMS),
     openapi_extra=json_request_body(CompletionSet, required=False),
 )
