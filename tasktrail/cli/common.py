@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import psycopg
 import typer
@@ -68,29 +68,76 @@ def migrate(settings: Settings) -> None:
 SERVICE_PASSWORD = "TASKTRAIL_SERVICE_PASSWORD"  # noqa: S105  the variable's name, no secret
 
 
+def check_service_login(settings: Settings, name: str) -> None:
+    """Refuse (ValueError) a login the service must not connect as, before anything changes."""
+    owner = service_login_owner(settings)
+    with psycopg.connect(conninfo_of(owner), connect_timeout=owner.connect_timeout) as conn:
+        refuse_unbound_login(conn, name)
+
+
 def ensure_service_login(settings: Settings, name: str, password: str) -> None:
     """A login role `name` with this password, member of tasktrail_service (migration 0012):
-    made, or given the password again. Needs a database owner allowed to create roles."""
+    made, or given the password again. Needs a database owner allowed to create roles, and
+    refuses (ValueError, nothing changed) a role row security would not bind."""
+    owner = service_login_owner(settings)
+    with psycopg.connect(conninfo_of(owner), connect_timeout=owner.connect_timeout) as conn:
+        # One transaction: the check and the change, or nothing (a refusal rolls it back).
+        exists = refuse_unbound_login(conn, name)
+        conn.execute(service_login_statement(conn, name, password, exists=exists))
+        conn.execute(
+            sql.SQL("GRANT {} TO {}").format(sql.Identifier(SERVICE_ROLE), sql.Identifier(name))
+        )
+
+
+def service_login_owner(settings: Settings) -> Settings:
     owner = settings.as_owner()
     if not owner.is_postgres:
         raise ValueError("--service-login is for PostgreSQL: SQLite has no roles")
-    # Names and passwords cannot be bound parameters of DDL: psycopg quotes them.
-    role, secret = sql.Identifier(name), sql.Literal(password)
-    with psycopg.connect(conninfo_of(owner), connect_timeout=owner.connect_timeout) as conn:
-        exists = conn.execute(
-            "SELECT rolsuper OR rolbypassrls OR rolname = (SELECT tableowner FROM pg_tables"
-            " WHERE schemaname = current_schema() AND tablename = 'tasks')"
-            " FROM pg_roles WHERE rolname = %s",
-            (name,),
-        ).fetchone()
-        if exists is not None and exists[0]:
-            raise ValueError(
-                f"{name} is a superuser, bypasses row security or owns the tables: the service "
-                "must connect as a role bound by them; name another"
-            )
-        verb = sql.SQL("ALTER" if exists else "CREATE")
-        conn.execute(sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(verb, role, secret))
-        conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(SERVICE_ROLE), role))
+    return owner
+
+
+# The roles the service's login must not be, nor be a member of (pg_has_role's MEMBER: directly
+# or through other roles, whether it inherits their privileges or may only SET ROLE to them):
+# a superuser, a role that bypasses row security, the role migrating or the tables' owner.
+_UNBOUND_LOGIN_SQL = """
+SELECT rolname FROM pg_roles
+WHERE (rolsuper OR rolbypassrls OR rolname = current_user
+       OR rolname IN (SELECT tableowner FROM pg_tables WHERE schemaname = current_schema()))
+  AND pg_has_role(%s, oid, 'MEMBER')
+ORDER BY rolname = %s DESC, rolname
+LIMIT 1
+"""
+
+
+def refuse_unbound_login(conn: psycopg.Connection[Any], name: str) -> bool:
+    """Whether the role `name` exists; ValueError when row security would not bind it."""
+    if conn.execute("SELECT FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is None:
+        return False
+    unbound = conn.execute(_UNBOUND_LOGIN_SQL, (name, name)).fetchone()
+    if unbound is not None:
+        what = (
+            f"{name} is" if unbound[0] == name else f"{name} is a member of {unbound[0]}, which is"
+        )
+        raise ValueError(
+            f"{what} a superuser, a role that bypasses row security, the role migrating or the "
+            "tables' owner: the service must connect as a role bound by them; name another"
+        )
+    return True
+
+
+def service_login_statement(
+    conn: psycopg.Connection[Any], name: str, password: str, *, exists: bool
+) -> sql.Composed:
+    """CREATE or ALTER ROLE with the password's SCRAM-SHA-256 verifier, computed here by libpq
+    (PQencryptPasswordConn, as psql's \\password does it). PostgreSQL stores a verifier it is
+    sent as it is; the password itself never reaches the server, where a statement may be
+    logged (log_statement, an error's STATEMENT line) or read in pg_stat_activity."""
+    verifier = conn.pgconn.encrypt_password(password.encode(), name.encode(), b"scram-sha-256")
+    verb = sql.SQL("ALTER" if exists else "CREATE")
+    # Names and verifiers cannot be bound parameters of DDL: psycopg quotes them.
+    return sql.SQL("{} ROLE {} LOGIN PASSWORD {}").format(
+        verb, sql.Identifier(name), sql.Literal(verifier.decode())
+    )
 
 
 def owner_engine(settings: Settings) -> Engine:

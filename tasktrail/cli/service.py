@@ -17,6 +17,7 @@ from tasktrail.api.bounded_http import BoundedHttpToolsProtocol
 from tasktrail.api.jwks import check_jwks_settings
 from tasktrail.cli.common import (
     SERVICE_PASSWORD,
+    check_service_login,
     ensure_service_login,
     fail,
     migrate,
@@ -82,12 +83,18 @@ def db_upgrade(
     """Apply pending migrations (as the owner) and exit."""
     settings = load_settings()
     configure_logging(settings.effective_log_format)
-    migrate(settings)
-    typer.echo("database is at the newest schema revision")
+    password = os.environ.get(SERVICE_PASSWORD)
     if service_login is not None:
-        password = os.environ.get(SERVICE_PASSWORD)
+        # Refused before the migrations run: a refusal changes nothing.
         if not password:
             fail(f"--service-login needs its password in {SERVICE_PASSWORD}")
+        try:
+            check_service_login(settings, service_login)
+        except ValueError as error:
+            fail(str(error))
+    migrate(settings)
+    typer.echo("database is at the newest schema revision")
+    if service_login is not None and password:
         try:
             ensure_service_login(settings, service_login, password)
         except ValueError as error:
