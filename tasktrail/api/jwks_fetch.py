@@ -19,6 +19,7 @@ import anyio.to_thread
 import structlog
 
 from tasktrail import __version__
+from tasktrail.api.deadline_get import DeadlineGet
 from tasktrail.api.jwks import JwkSetError, JwkSetSource, check_jwks_url, parse_jwk_set
 
 FETCH_TIMEOUT_SECONDS = 5.0
@@ -112,9 +113,12 @@ class RemoteJwkSet:
 
     async def _fetch_and_hold(self) -> bool:
         try:
-            with anyio.fail_after(self._timeout):
+            # One deadline for the whole download. At it the fetch stops waiting, and leaving
+            # the DeadlineGet shuts its socket down: the thread given up on ends then too,
+            # instead of reading on while a server drips its answer.
+            with anyio.fail_after(self._timeout), DeadlineGet(self._timeout) as download:
                 raw = await anyio.to_thread.run_sync(
-                    self._download, abandon_on_cancel=True, limiter=self._limiter
+                    self._download, download, abandon_on_cancel=True, limiter=self._limiter
                 )
             keys = parse_jwk_set(raw, origin=self.url)
         # OSError covers urllib's URLError and HTTPError, ValueError our JwkSetError and a host
@@ -139,14 +143,13 @@ class RemoteJwkSet:
         self._loaded_at = time.monotonic()
         return True
 
-    def _download(self) -> bytes:
+    def _download(self, download: DeadlineGet) -> bytes:
         request = urllib.request.Request(  # noqa: S310 (check_jwks_url allows http(s) only)
             self.url,
             headers={"Accept": "application/json", "User-Agent": f"tasktrail/{__version__}"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
-                raw: bytes = response.read(self._max_bytes + 1)
+            raw = download.run(request, self._max_bytes + 1)
         except urllib.error.HTTPError as error:
             error.close()  # it holds the connection open otherwise
             raise JwkSetError(f"the server answered {error.code} {error.reason}") from None
