@@ -16,6 +16,7 @@ DEV_SECRET_FILE = Path(".tasktrail-secret")
 MIN_SECRET_BYTES = 32
 # RFC 7518 §3.2: an HMAC key MUST be at least as long as the hash output.
 SECRET_BYTES_FOR = {"HS256": 32, "HS384": 48, "HS512": 64}
+METRICS_PORT = "TASKTRAIL_METRICS_PORT"
 
 
 class ConfigurationError(Exception):
@@ -75,6 +76,10 @@ class Settings(BaseSettings):
     user_queue: int = Field(64, ge=0, validation_alias="TASKTRAIL_USER_QUEUE")
     user_rate: float = Field(0.0, ge=0, validation_alias="TASKTRAIL_USER_RATE")
     user_burst: int | None = Field(None, ge=1, validation_alias="TASKTRAIL_USER_BURST")
+    # /metrics needs no token: set a port of its own and it is answered there only (a 404 on the
+    # API's port), to keep it off a published port. The host defaults to serve's --host.
+    metrics_port: int | None = Field(None, ge=1, le=65535, validation_alias=METRICS_PORT)
+    metrics_host: str | None = Field(None, validation_alias="TASKTRAIL_METRICS_HOST")
 
     @field_validator("database_url", "owner_database_url")
     @classmethod

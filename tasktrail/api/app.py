@@ -30,6 +30,7 @@ from tasktrail.api.live_feed import (
     sqlite_poller,
 )
 from tasktrail.api.metrics import Metrics
+from tasktrail.api.metrics_listener import MetricsListenerMiddleware
 from tasktrail.api.openapi import finish_document
 from tasktrail.api.problems import install_problem_handlers
 from tasktrail.api.request_context import RequestContextMiddleware, UnhandledErrorMiddleware
@@ -179,7 +180,10 @@ def create_app(
     app.state.api_routes = [route for router in routers for route in router.routes]
     # Added innermost first. From the outside: request id and log line (every response has an
     # id), then CORS (so errors, 500s included, carry its headers), then the last-resort 500,
-    # then HEAD served as a GET without its body.
+    # then HEAD served as a GET without its body, then (with a metrics port) /metrics reached
+    # on that port only.
+    if settings.metrics_port is not None:
+        app.add_middleware(MetricsListenerMiddleware, port=settings.metrics_port)
     app.add_middleware(HeadAsGetMiddleware)
     app.add_middleware(UnhandledErrorMiddleware)
     origins = settings.cors_origin_list

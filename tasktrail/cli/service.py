@@ -23,10 +23,11 @@ from tasktrail.cli.common import (
     migrate,
     service_settings,
 )
+from tasktrail.cli.listeners import bind_listener, run_server
 from tasktrail.cli.multiprocess import metrics_directory
 from tasktrail.logs import configure_logging
 from tasktrail.row_security import SERVICE_ROLE
-from tasktrail.settings import ConfigurationError, load_settings
+from tasktrail.settings import METRICS_PORT, ConfigurationError, load_settings
 
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 
@@ -41,6 +42,20 @@ def serve(
     no_migrate: Annotated[
         bool, typer.Option("--no-migrate", help="do not apply pending migrations first")
     ] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            help="serve /metrics on this port only, not on --port [TASKTRAIL_METRICS_PORT]",
+        ),
+    ] = None,
+    metrics_host: Annotated[
+        str | None,
+        typer.Option(
+            help="address of the metrics port; --host by default [TASKTRAIL_METRICS_HOST]"
+        ),
+    ] = None,
 ) -> None:
     """Apply pending migrations, then serve the API."""
     settings = service_settings(development_secret=True)
@@ -49,11 +64,22 @@ def serve(
         check_jwks_settings(settings)  # a clear refusal here, not a traceback from the workers
     except ConfigurationError as error:
         fail(str(error))
+    metrics_port = metrics_port or settings.metrics_port
+    if metrics_port is not None and metrics_port == port:
+        fail("--metrics-port must differ from --port: /metrics is answered there only")
     if not no_migrate:
         migrate(settings)
+    metrics = None
+    if metrics_port is not None:
+        os.environ[METRICS_PORT] = str(metrics_port)  # the app of every worker reads it
+        metrics_host = metrics_host or settings.metrics_host or host
+        try:
+            metrics = bind_listener(metrics_host, metrics_port)
+        except OSError as error:
+            fail(f"cannot listen for /metrics on {metrics_host} port {metrics_port}: {error}")
     # Several workers report the whole service through one metrics directory (cli/multiprocess.py).
     with metrics_directory(workers):
-        uvicorn.run(
+        config = uvicorn.Config(
             "tasktrail.api.app:create_app_from_environment",
             factory=True,
             host=host,
@@ -68,6 +94,7 @@ def serve(
             timeout_worker_healthcheck=30,
             http=BoundedHttpToolsProtocol,  # a bound on each request's head: size and time
         )
+        run_server(config, metrics)
 
 
 @db_app.command("upgrade")

@@ -1,4 +1,5 @@
-"""Prometheus text exposition; no token needed, like /healthz."""
+"""Prometheus text exposition; no token needed, like /healthz. On a port of its own when one
+is set (api/metrics_listener.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ router = APIRouter(tags=["operations"])
     "`projections rebuild` (read from the database, left out when it does not answer within a "
     "second), in the Prometheus text format. With several workers the counters, histograms and "
     "stream gauge add up every worker's, whichever worker answers; the pool gauges are the "
-    "answering worker's own, labelled with its `pid`.",
+    "answering worker's own, labelled with its `pid`. When TASKTRAIL_METRICS_PORT is set it "
+    "is answered on that port only (404 on the API's).",
     response_class=Response,
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
