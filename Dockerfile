@@ -2,15 +2,21 @@
 # Configuration comes from the environment at run time (README, "Production"); nothing secret is
 # baked in.
 
+# Both stages start from python:3.12-slim pinned by digest (its multi-architecture index): the
+# build takes what was reviewed, not whatever the tag points to that day. To move to a newer
+# image, read the tag's current digest with
+#   docker buildx imagetools inspect python:3.12-slim
+# (the "Digest:" line) and replace it in both FROM lines.
+
 # --- build: the wheel, from the project's own pyproject ---------------------------------------
-FROM python:3.12-slim AS build
+FROM python:3.12-slim@sha256:78387bc3881b8273120a12ebe6c1ab22b018ccc2c9adf565ae1ac9b536e184ea AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY tasktrail ./tasktrail
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /dist .
 
 # --- runtime: the wheel and its dependencies, run as a user without privileges ----------------
-FROM python:3.12-slim
+FROM python:3.12-slim@sha256:78387bc3881b8273120a12ebe6c1ab22b018ccc2c9adf565ae1ac9b536e184ea
 ENV PYTHONUNBUFFERED=1 \
     TASKTRAIL_LOG_FORMAT=json
 RUN useradd --create-home --uid 10001 tasktrail

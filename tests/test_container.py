@@ -21,6 +21,8 @@ from tests.conftest import make_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL_INTERFACES = "0.0.0.0"  # noqa: S104  the address the container listens on, compared here
+DIGEST = r"@sha256:[0-9a-f]{64}"
+INIT_DIRECTORY = "/docker-entrypoint-initdb.d/"
 
 
 def dockerfile_stages() -> list[list[tuple[str, str]]]:
@@ -95,13 +97,15 @@ def compose() -> dict[str, Any]:
 # --- Dockerfile -------------------------------------------------------------------------------
 
 
-def test_every_stage_starts_from_a_slim_python() -> None:
-    """A build stage and a runtime stage, both on python:3.11-slim or 3.12-slim."""
+def test_every_stage_starts_from_a_slim_python_pinned_by_digest() -> None:
+    """A build stage and a runtime stage, both on one image: python:3.11-slim or 3.12-slim,
+    its tag kept for readers and pinned by its digest, which the build then takes."""
     stages = dockerfile_stages()
     assert len(stages) >= 2
-    for stage in stages:
-        image = stage[0][1].split()[0]
-        assert re.fullmatch(r"python:3\.1[12]-slim", image), image
+    images = {stage[0][1].split()[0] for stage in stages}
+    assert len(images) == 1, images
+    (image,) = images
+    assert re.fullmatch(rf"python:3\.1[12]-slim{DIGEST}", image), image
 
 
 def test_the_image_serves_on_all_interfaces_on_port_8000() -> None:
@@ -172,14 +176,17 @@ def test_the_build_context_leaves_local_and_secret_files_out() -> None:
 
 
 def test_compose_has_the_database_a_one_shot_migration_and_the_api() -> None:
-    """PostgreSQL 16 or 17 with a pg_isready healthcheck and a named volume; migrate waits for
-    it to be healthy; the api waits for migrate to have succeeded."""
+    """PostgreSQL 16 or 17 pinned by digest, with a pg_isready healthcheck over TCP (the
+    image's server during initialisation listens on its Unix socket only) and a named volume;
+    migrate waits for it to be healthy; the api waits for migrate to have succeeded."""
     document = compose()
     services = document["services"]
     assert set(services) == {"db", "migrate", "api"}
     db = services["db"]
-    assert re.fullmatch(r"postgres:1[67](\D.*)?", db["image"]), db["image"]
-    assert "pg_isready" in " ".join(db["healthcheck"]["test"])
+    assert re.fullmatch(rf"postgres:1[67]{DIGEST}", db["image"]), db["image"]
+    check = db["healthcheck"]["test"]
+    assert "pg_isready" in check
+    assert check[check.index("-h") + 1] == "127.0.0.1"
     volume = db["volumes"][0].split(":")[0]
     assert volume in document["volumes"]
     assert services["migrate"]["depends_on"] == {"db": {"condition": "service_healthy"}}
@@ -205,24 +212,75 @@ def test_migrations_run_once_in_migrate_and_never_in_the_api() -> None:
     assert services["api"]["ports"] == ["8000:8000"]
 
 
+def test_metrics_have_a_port_of_their_own_that_is_published_nowhere() -> None:
+    """The api serves /metrics on a port of its own (the API's port answers it 404), exposed to
+    the compose network only: no `ports:` entry names it, while the API's port is published."""
+    api = compose()["services"]["api"]
+    _, params = parse_cli(with_defaults(api["command"]))
+    metrics_port = params["metrics_port"]
+    assert metrics_port is not None
+    assert metrics_port != params["port"]
+    assert [str(port) for port in api["expose"]] == [str(metrics_port)]
+    for published in api["ports"]:
+        assert str(published).split(":")[-1].split("/")[0] != str(metrics_port), published
+    assert [str(published) for published in api["ports"]] == [f"{params['port']}:{params['port']}"]
+
+
+def init_script() -> tuple[Path, str]:
+    """The db service's init script, as compose mounts it into the image's init directory."""
+    mounts = [
+        str(volume) for volume in compose()["services"]["db"]["volumes"] if INIT_DIRECTORY in volume
+    ]
+    assert len(mounts) == 1, mounts
+    source, target = mounts[0].split(":")[:2]
+    assert target.startswith(INIT_DIRECTORY)
+    assert target.endswith(".sh")
+    path = ROOT / source
+    return path, path.read_text()
+
+
+def test_the_tables_owner_is_an_ordinary_role_that_owns_the_database() -> None:
+    """The cluster's superuser (POSTGRES_USER) only runs the init script, which makes the role
+    migrate connects as: LOGIN and CREATEROLE (--service-login makes the api's login), never
+    SUPERUSER, BYPASSRLS or CREATEDB, and the owner of the database both urls name."""
+    services = compose()["services"]
+    path, script = init_script()
+    assert path.stat().st_mode & 0o111, "not executable: the image would source it"
+    role = re.search(r"CREATE ROLE (\w+) ([^;]*);", script)
+    database = re.search(r"CREATE DATABASE (\w+) OWNER (\w+);", script)
+    assert role is not None, script
+    assert database is not None, script
+    owner, options = role.group(1), role.group(2).split()
+    assert database.group(2) == owner
+    assert {"LOGIN", "CREATEROLE"} <= set(options)
+    assert not {"SUPERUSER", "BYPASSRLS", "CREATEDB", "REPLICATION"} & set(options)
+    assert services["db"]["environment"]["POSTGRES_USER"] != owner
+    for service in ("migrate", "api"):
+        url = services[service]["environment"]["TASKTRAIL_DATABASE_URL"]
+        assert url.endswith(f"@db:5432/{database.group(1)}"), url
+    migrate_url = services["migrate"]["environment"]["TASKTRAIL_DATABASE_URL"]
+    assert migrate_url.startswith(f"postgresql://{owner}:")
+
+
 @pytest.mark.parametrize("service", ["migrate", "api"])
 def test_the_service_reaches_the_db_service_and_takes_its_secret_from_the_environment(
     service: str,
 ) -> None:
-    """TASKTRAIL_DATABASE_URL names the db service and its database: migrate connects as the
-    tables' owner, the api as the login role migrate makes for it (never the owner); the secret
-    and both passwords come from the environment, and compose refuses to start without them."""
+    """TASKTRAIL_DATABASE_URL names the db service: migrate connects as the tables' owner, the
+    api as the login role migrate makes for it (never the owner), neither as the cluster's
+    superuser; the secret and the passwords come from the environment, and compose refuses to
+    start without them."""
     services = compose()["services"]
     environment = services[service]["environment"]
     db = services["db"]["environment"]
     url = environment["TASKTRAIL_DATABASE_URL"]
-    match = re.fullmatch(r"postgresql://(\w+):(\$\{\w+:\?[^}]*\})@db:5432/(\w+)", url)
+    match = re.fullmatch(r"postgresql://(\w+):(\$\{\w+:\?[^}]*\})@db:5432/\w+", url)
     assert match is not None, url
-    user, password, database = match.groups()
-    assert database == db["POSTGRES_DB"]
+    user, password = match.groups()
+    assert user != db["POSTGRES_USER"]  # nothing of tasktrail connects as the superuser
     if service == "migrate":
-        assert user == db["POSTGRES_USER"]
-        assert password.startswith("${POSTGRES_PASSWORD:?")
+        assert password.startswith("${TASKTRAIL_OWNER_PASSWORD:?")
+        assert db["TASKTRAIL_OWNER_PASSWORD"] == password  # the init script sets it
         assert environment["TASKTRAIL_SERVICE_PASSWORD"].startswith(
             "${TASKTRAIL_SERVICE_PASSWORD:?"
         )

@@ -3,11 +3,14 @@
 Its password reaches PostgreSQL only as a SCRAM-SHA-256 verifier (checked in the server's own
 log, on a cluster of the test's own that logs every statement and asks every role but its
 superuser for a SCRAM password), and a role row security would not bind (a member, however
-indirect, of the tables' owner) is refused before anything changes.
+indirect, of the tables' owner) is refused before anything changes. compose.yaml's database
+init script (an ordinary owner with CREATEROLE) is run here too, as the postgres image would.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +23,9 @@ from sqlalchemy import make_url
 from tests.conftest import scratch_postgres_database
 from tests.private_postgres import PrivateCluster, private_cluster
 from tests.processes import run_cli
+
+ROOT = Path(__file__).resolve().parent.parent
+INIT_SCRIPT = ROOT / "deploy" / "postgres-initdb.sh"
 
 # The superuser connects without a password (the tests' own connections); every other role
 # must authenticate with SCRAM, so a login works only with its real password.
@@ -159,3 +165,56 @@ def test_a_member_of_the_tables_owner_is_refused_and_nothing_changes(tmp_path: P
                 admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
                 for role in (indirect, direct, group, owner):
                     admin.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_compose_init_script_makes_an_ordinary_owner_that_migrates_and_makes_the_login(
+    tmp_path: Path, scram_cluster: PrivateCluster
+) -> None:
+    """deploy/postgres-initdb.sh, run as the postgres image runs it (as its superuser, with
+    compose's environment): the role `tasktrail` owns the database `tasktrail`, is no superuser
+    and does not bypass row security; as it, compose's migrate command (`db upgrade
+    --service-login tasktrail_api`) succeeds, and the api's login works with its password."""
+    owner_password, api_password = uuid.uuid4().hex, uuid.uuid4().hex
+    bin_dir = scram_cluster.bin_dir
+    environment = {
+        **os.environ,
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(scram_cluster.port),
+        "POSTGRES_USER": "postgres",
+        "TASKTRAIL_OWNER_PASSWORD": owner_password,
+    }
+    init = subprocess.run(
+        ["sh", str(INIT_SCRIPT)],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert init.returncode == 0, init.stderr
+    with psycopg.connect(scram_cluster.url) as admin:
+        owner = admin.execute(
+            "SELECT rolsuper, rolbypassrls, rolcreaterole, rolcreatedb,"
+            " (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'tasktrail')"
+            " FROM pg_roles WHERE rolname = 'tasktrail'"
+        ).fetchone()
+    assert owner == (False, False, True, False, "tasktrail")
+    migrate = run_cli(
+        *("db", "upgrade", "--service-login", "tasktrail_api"),
+        cwd=tmp_path,
+        TASKTRAIL_DATABASE_URL=url_of(scram_cluster, "tasktrail", owner_password, "tasktrail"),
+        TASKTRAIL_SERVICE_PASSWORD=api_password,
+    )
+    assert migrate.returncode == 0, migrate.stderr
+    with psycopg.connect(conninfo(scram_cluster, "tasktrail", owner_password, "tasktrail")) as conn:
+        owners = conn.execute(
+            "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchall()
+    assert owners == [("tasktrail",)]
+    with psycopg.connect(
+        conninfo(scram_cluster, "tasktrail_api", api_password, "tasktrail")
+    ) as api:
+        assert api.execute(
+            "SELECT row_security_active('tasks'), pg_has_role('tasktrail_service', 'MEMBER')"
+        ).fetchone() == (True, True)
