@@ -143,12 +143,18 @@ def feed_horizon_held_seconds(conn: Connection) -> float | None:
 
     The commit-safe feed hands out nothing written after the oldest running transaction began;
     a transaction left open holds every reader back. None on SQLite, which has no such wait.
+
+    pg_stat_activity shows a role when another role's transaction began only if it may read
+    every session's statistics, which the service's role may not (migration 0015): the sessions
+    the owner sees come from `tasktrail_feed_horizon_held_seconds()`, which runs with the
+    owner's rights and returns only this number; the service's own come from its own view.
     """
     if not _postgres(conn):
         return None
     held = conn.execute(
         text(
-            "SELECT coalesce(extract(epoch FROM max(clock_timestamp() - xact_start)), 0) "
+            "SELECT greatest(tasktrail_feed_horizon_held_seconds(),"
+            " coalesce(extract(epoch FROM max(clock_timestamp() - xact_start)), 0)) "
             # Every database of the cluster: transaction ids, and so the horizon, are shared.
             "FROM pg_stat_activity WHERE backend_xid IS NOT NULL"
         )
