@@ -199,7 +199,10 @@ def test_compose_init_script_makes_an_ordinary_owner_that_migrates_and_makes_the
             " (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'tasktrail')"
             " FROM pg_roles WHERE rolname = 'tasktrail'"
         ).fetchone()
+        stats = admin.execute("SELECT pg_has_role('tasktrail', 'pg_read_all_stats', 'USAGE')")
+        reads_all_stats = stats.fetchone()
     assert owner == (False, False, True, False, "tasktrail")
+    assert reads_all_stats == (True,)  # for /readyz's view of other roles' transactions
     migrate = run_cli(
         *("db", "upgrade", "--service-login", "tasktrail_api"),
         cwd=tmp_path,
