@@ -91,6 +91,13 @@ def create_app(
         audience=settings.jwt_audience,
         leeway=settings.jwt_leeway,
     )
+
+    def keys_withdrawn(kids: set[str]) -> None:
+        # Tokens these keys verified are checked afresh, and the live streams they opened end
+        # (feed_hub is made below; a refresh runs only once the app is serving).
+        verifier.forget_verified()
+        feed_hub.end_streams_of_keys(kids)
+
     remote_jwks = (
         None
         if settings.jwks_url is None
@@ -98,7 +105,7 @@ def create_app(
             settings.jwks_url,
             fetched_keys,
             refetch_interval=jwks_refetch_interval,
-            on_keys_removed=verifier.forget_verified,
+            on_keys_removed=keys_withdrawn,
         )
     )
     own_engine = engine is None

@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import jwt
 
@@ -35,8 +35,19 @@ def is_valid_user_id(value: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
+    """Who a verified token speaks for, and what bounds its use beyond this request.
+
+    Built once per token (the verified-token cache hands out the same one until it expires), so
+    its fields cost nothing per request. A live stream outlives the request that verified it:
+    it ends at `refused_after` and when the JWK set drops the key `kid` (event_stream.py).
+    """
+
     user_id: str
     roles: frozenset[str]
+    # Unix time after which the token is refused: its exp plus the leeway.
+    refused_after: float
+    # The kid of the JWK-set key that verified the token; None for the shared secret.
+    kid: str | None
 
     @property
     def is_auditor(self) -> bool:
@@ -61,6 +72,14 @@ class KeySource(Protocol):
     def resolve(self, header: dict[str, Any]) -> VerificationKey | None:
         """The key for a token with this header; None when this source does not sign such tokens."""
         ...
+
+
+@runtime_checkable
+class KeySet(Protocol):
+    """A key source whose keys are named by kid (a JWK set), and may be withdrawn."""
+
+    @property
+    def kids(self) -> list[str]: ...
 
 
 class SharedSecret:
@@ -99,33 +118,46 @@ class TokenVerifier:
         self._audience = audience
         self._leeway = leeway
         self._keep = keep
-        # token -> (its principal, the time after which PyJWT would call it expired). Only tokens
-        # that passed every check are kept; nbf and iat were in the past then, and stay there.
-        self._verified: dict[str, tuple[Principal, float]] = {}
+        # token -> its principal, kept until its `refused_after` (when PyJWT would call it
+        # expired). Only tokens that passed every check are kept; nbf and iat were in the past
+        # then, and stay there.
+        self._verified: dict[str, Principal] = {}
 
     def verify(self, token: str) -> Principal:
         kept = self._verified.get(token)
         if kept is not None:
-            principal, expires = kept
-            if time.time() < expires:
-                return principal
+            if time.time() < kept.refused_after:
+                return kept
             self._verified.pop(token, None)
-        key = self._key_for(_header(token))
+        header = _header(token)
+        key = self._key_for(header)
         claims = self._decode(token, key)
-        principal = Principal(user_id=_subject(claims), roles=_roles(claims))
-        self._remember(token, principal, float(claims["exp"]) + self._leeway)
+        # A kid in the header means a JWK-set key verified the token: the shared secret
+        # resolves no token that names a kid.
+        kid = header.get("kid")
+        principal = Principal(
+            user_id=_subject(claims),
+            roles=_roles(claims),
+            refused_after=float(claims["exp"]) + self._leeway,
+            kid=kid if isinstance(kid, str) else None,
+        )
+        self._remember(token, principal)
         return principal
+
+    def holds_key(self, kid: str) -> bool:
+        """Whether a JWK set of this verifier still holds the key named `kid`."""
+        return any(isinstance(source, KeySet) and kid in source.kids for source in self._sources)
 
     def forget_verified(self) -> None:
         """Check every token afresh: a key was withdrawn, and tokens it verified are kept here."""
         self._verified.clear()
 
-    def _remember(self, token: str, principal: Principal, expires: float) -> None:
+    def _remember(self, token: str, principal: Principal) -> None:
         if len(self._verified) >= self._keep:
             # The oldest entry goes (dicts keep insertion order): a bound, not an LRU, which
             # costs nothing on a hit.
             self._verified.pop(next(iter(self._verified)), None)
-        self._verified[token] = (principal, expires)
+        self._verified[token] = principal
 
     def _key_for(self, header: dict[str, Any]) -> VerificationKey:
         algorithm = header.get("alg")

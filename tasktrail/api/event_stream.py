@@ -8,11 +8,19 @@ holds the user's stream row until it commits), so the events after `seq` N that 
 N+1, N+2... without holes; the stream still sends only the run that follows its last `seq`
 without a gap, so that a hole, if one could ever appear, would be waited out and never skipped.
 A client that reconnects with `Last-Event-ID` therefore misses nothing and gets nothing twice.
+
+A stream lives no longer than its token. Its token was checked once, when it opened, and may have
+come in a URL (`?access_token=`), which leaks: so the stream ends at the token's `exp` plus the
+leeway, the instant every other route starts refusing it. No read of the log starts after it, and
+an event written after it is not sent, even when a read begun before returns it. A stream whose
+token was verified by a key withdrawn from the JWK set ends as soon as the refresh notices
+(`FeedHub.end_streams_of_keys`). The client reconnects with a fresh token and `Last-Event-ID`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import anyio.to_thread
@@ -23,7 +31,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response, StreamingResponse
 
+from tasktrail.api.auth import Principal, TokenVerifier
 from tasktrail.api.blocking import in_thread
+from tasktrail.api.deps import unauthorized
 from tasktrail.api.fair_share import FairShare
 from tasktrail.api.live_feed import FeedHub, ShuttingDown, Subscription, TooManyStreams
 from tasktrail.api.media_types import EVENT_STREAM
@@ -53,14 +63,16 @@ def message(event: Event) -> bytes:
     return b"id: %d\nevent: %s\ndata: %s\n\n" % (event.seq, event.type.encode(), data)
 
 
-async def event_stream_response(request: Request, user_id: str, after: int) -> Response:
-    """Open the stream: 429 past the user's limit, 503 when the first read fails; then stream."""
+async def event_stream_response(request: Request, principal: Principal, after: int) -> Response:
+    """Open the stream: 429 past the user's limit, 503 when the first read fails; then stream
+    until the token is refused."""
     hub: FeedHub = request.app.state.feed_hub
+    user_id = principal.user_id
     if request.scope.get("state", {}).get("is_head"):
         # HEAD: the GET's status and headers, and no stream that would never end.
         return Response(media_type=EVENT_STREAM, headers=STREAM_HEADERS)
     try:
-        subscription = hub.subscribe(user_id)
+        subscription = hub.subscribe(user_id, kid=principal.kid)
     except TooManyStreams:
         raise Problem(
             429,
@@ -72,6 +84,14 @@ async def event_stream_response(request: Request, user_id: str, after: int) -> R
         raise Problem(
             503, "The service is shutting down; reconnect.", headers={"Retry-After": "1"}
         ) from None
+    verifier: TokenVerifier = request.app.state.verifier
+    # Checked after subscribing, with no await between: a key withdrawn since the token was
+    # verified (while the request waited in line) is seen here, and one withdrawn from now on
+    # ends the subscription.
+    refused = _refusal(principal, verifier)
+    if refused is not None:
+        hub.unsubscribe(subscription)
+        raise unauthorized(f"The token was refused: {refused}.")
     # A stream lasts hours and has its own limit: it gives back the user's place in the
     # process's fair share (api/fair_share.py) as it starts, not when it ends.
     fair_share: FairShare = request.app.state.fair_share
@@ -92,8 +112,18 @@ async def event_stream_response(request: Request, user_id: str, after: int) -> R
         first=first,
         heartbeat=request.app.state.settings.sse_heartbeat_seconds,
         deadline=request.app.state.settings.database_deadline,
+        refused_after=principal.refused_after,
     )
     return StreamingResponse(stream, media_type=EVENT_STREAM, headers=STREAM_HEADERS)
+
+
+def _refusal(principal: Principal, verifier: TokenVerifier) -> str | None:
+    """Why the token, verified when the request came in, is refused now; None: it is not."""
+    if time.time() >= principal.refused_after:
+        return "the token has expired: get a new one"
+    if principal.kid is not None and not verifier.holds_key(principal.kid):
+        return f"its key (kid {principal.kid!r}) was withdrawn from the JWK set"
+    return None
 
 
 async def _messages(
@@ -106,7 +136,10 @@ async def _messages(
     first: FeedPage,
     heartbeat: float,
     deadline: float,
+    refused_after: float,
 ) -> AsyncIterator[bytes]:
+    """The stream's messages; it returns (the chunked response ends) when the subscription is
+    closed or at `refused_after` (Unix time), the instant its token is refused."""
     reader = _FeedReader(engine, subscription.user_id, deadline)
     metrics.stream_opened()
     try:
@@ -114,29 +147,47 @@ async def _messages(
         last = after
         page: FeedPage | None = first
         while not subscription.closed:
+            more = False
             if page is not None:
                 sent, gap = _run_after(last, page.events)
+                sent, late = _written_by(refused_after, sent)
                 for event in sent:
+                    if subscription.closed:
+                        return  # its key was withdrawn while a page was being sent
                     yield message(event)
-                if sent:
-                    last = sent[-1].seq
+                    last = event.seq
+                if late:
+                    return  # written after the token's end: for the next stream, with a new one
                 if gap:
                     await asyncio.sleep(GAP_PAUSE_SECONDS)
-                if page.has_more or gap:
-                    page = await reader.read_or_none(last)
-                    continue
-            rung = await subscription.wait(heartbeat)
-            if subscription.closed:
-                break
-            if not rung:
-                yield HEARTBEAT
-            # Read on every heartbeat too: a wake-up lost with a dropped listening connection
-            # delays an event by one heartbeat at most.
-            subscription.clear()
-            page = await reader.read_or_none(last)
+                more = page.has_more or gap
+            if not more:
+                left = refused_after - time.time()
+                if left <= 0:
+                    return
+                rung = await subscription.wait(min(heartbeat, left))
+                if subscription.closed or time.time() >= refused_after:
+                    return
+                if not rung:
+                    yield HEARTBEAT
+                # Read on every heartbeat too: a wake-up lost with a dropped listening
+                # connection delays an event by one heartbeat at most.
+                subscription.clear()
+            left = refused_after - time.time()
+            if subscription.closed or left <= 0:
+                return  # no read starts once the token is refused
+            page = await reader.read_or_none(last, within=left)
     finally:
         hub.unsubscribe(subscription)
         metrics.stream_closed()
+
+
+def _written_by(refused_after: float, events: list[Event]) -> tuple[list[Event], bool]:
+    """The events written by `refused_after`, and whether a later one cut the list short."""
+    for index, event in enumerate(events):
+        if event.occurred_at.timestamp() > refused_after:
+            return events[:index], True
+    return events, False
 
 
 def _run_after(last: int, events: list[Event]) -> tuple[list[Event], bool]:
@@ -165,22 +216,26 @@ class _FeedReader:
         self._deadline = deadline
         self._running: asyncio.Task[FeedPage] | None = None
 
-    async def read_or_none(self, after: int) -> FeedPage | None:
+    async def read_or_none(self, after: int, *, within: float) -> FeedPage | None:
         """The page after `after`, or None when the database did not answer (retried later);
-        a browser's EventSource does not reconnect after a 503, so the stream stays open."""
+        a browser's EventSource does not reconnect after a 503, so the stream stays open.
+
+        Waited on for `within` seconds at most, when that is shorter than the deadline: the
+        time the stream's token has left."""
         if self._running is None:
             self._running = asyncio.ensure_future(
                 anyio.to_thread.run_sync(_feed, self._engine, self._user_id, after)
             )
             self._running.add_done_callback(_retrieve)
         try:
-            async with asyncio.timeout(self._deadline):
+            async with asyncio.timeout(min(self._deadline, within)):
                 page = await asyncio.shield(self._running)
         except TimeoutError:
-            _log.warning(
-                "live feed read still waiting on the database; heartbeats go on",
-                deadline=self._deadline,
-            )
+            if within >= self._deadline:
+                _log.warning(
+                    "live feed read still waiting on the database; heartbeats go on",
+                    deadline=self._deadline,
+                )
             return None
         except (DatabaseUnavailable, DBAPIError) as error:
             self._running = None

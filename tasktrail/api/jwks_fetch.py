@@ -44,7 +44,7 @@ class RemoteJwkSet:
         max_bytes: int = MAX_JWKS_BYTES,
         refetch_interval: float = REFETCH_INTERVAL_SECONDS,
         refresh_period: float = REFRESH_PERIOD_SECONDS,
-        on_keys_removed: Callable[[], None] | None = None,
+        on_keys_removed: Callable[[set[str]], None] | None = None,
     ) -> None:
         check_jwks_url(url)
         self.url = url
@@ -137,7 +137,9 @@ class RemoteJwkSet:
         before = set(self.source.kids)
         gone = self.source.replace(keys)
         if gone and self._on_keys_removed is not None:
-            self._on_keys_removed()  # tokens verified with a withdrawn key are verified again
+            # Told the kids that are gone: tokens they verified are checked afresh, and the
+            # live streams opened with those tokens end.
+            self._on_keys_removed(gone)
         if self._loaded_at is None or set(keys) != before:
             _log.info("loaded the JWK set", url=self.url, kids=list(keys), removed=sorted(gone))
         self._loaded_at = time.monotonic()

@@ -33,7 +33,7 @@ import asyncio
 import contextlib
 import signal
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Collection, Coroutine
 from types import FrameType
 from typing import Any
 
@@ -64,12 +64,14 @@ class ShuttingDown(Exception):
 
 
 class Subscription:
-    """One open stream's doorbell: `wait` returns when its user wrote, or the process stops."""
+    """One open stream's doorbell: `wait` returns when its user wrote, or the stream must end
+    (the process stops, or the key that verified its token was withdrawn)."""
 
-    __slots__ = ("_bell", "closed", "user_id")
+    __slots__ = ("_bell", "closed", "kid", "user_id")
 
-    def __init__(self, user_id: str) -> None:
+    def __init__(self, user_id: str, kid: str | None = None) -> None:
         self.user_id = user_id
+        self.kid = kid  # of the JWK-set key that verified the stream's token; None: the secret
         self.closed = False
         self._bell = asyncio.Event()
 
@@ -119,13 +121,13 @@ class FeedHub:
     def watched_users(self) -> list[str]:
         return list(self._by_user)
 
-    def subscribe(self, user_id: str) -> Subscription:
+    def subscribe(self, user_id: str, *, kid: str | None = None) -> Subscription:
         if self._stopping:
             raise ShuttingDown
         streams = self._by_user.setdefault(user_id, set())
         if len(streams) >= self._streams_per_user:
             raise TooManyStreams
-        subscription = Subscription(user_id)
+        subscription = Subscription(user_id, kid)
         streams.add(subscription)
         if not _running_here(self._task):
             self._task = asyncio.get_running_loop().create_task(self._watch())
@@ -169,6 +171,19 @@ class FeedHub:
         for streams in self._by_user.values():
             for subscription in streams:
                 subscription.ring()
+
+    def end_streams_of_keys(self, kids: Collection[str]) -> None:
+        """These keys were withdrawn from the JWK set: the streams whose tokens they verified
+        end now (their clients reconnect with a token of a key still held). A rare event, so a
+        walk over every stream of the process."""
+        ended = 0
+        for streams in self._by_user.values():
+            for subscription in streams:
+                if subscription.kid is not None and subscription.kid in kids:
+                    subscription.close()
+                    ended += 1
+        if ended:
+            _log.info("live feeds ended: their key was withdrawn", kids=sorted(kids), streams=ended)
 
     def stop_streams(self) -> None:
         """The process is shutting down: every stream ends now, so that none holds it up."""

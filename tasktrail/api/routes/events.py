@@ -57,6 +57,10 @@ With `Accept: text/event-stream` it is a live Server-Sent Events stream: the eve
 has `id:` the event's `seq`, `event:` its type and `data:` the event as this feed serves it. A
 comment (`: heartbeat`) comes every 15 seconds of silence. A browser's `EventSource`, which cannot
 send headers, may give the token as `access_token` (this route only, and for the stream only).
+The stream lives no longer than its token: it ends when the token expires (at its `exp` plus the
+leeway, `TASKTRAIL_JWT_LEEWAY`), sending nothing written after that, or as soon as its key is
+withdrawn from the JWK set; the old token then gets 401. Open a new stream with a fresh token and
+`after` (or `Last-Event-ID`) set to the last `id` received: nothing is missed.
 Each user may hold a few streams at once per server process (`TASKTRAIL_SSE_STREAMS_PER_USER`,
 5): past that, 429 with `Retry-After`.
 """
@@ -112,7 +116,7 @@ async def read_user_feed(
 ) -> Response:
     if wants_event_stream(request):
         start = after if not last_event_id else _seq_of_last_event_id(last_event_id)
-        return await event_stream_response(request, user.user_id, start)
+        return await event_stream_response(request, user, start)
     engine: Engine = request.app.state.engine
     page = await in_thread(request, _feed, engine, user.user_id, after, limit)
     headers = {}
