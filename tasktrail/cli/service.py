@@ -93,6 +93,9 @@ def serve(
             # default killed and restarted workers that were merely starting.
             timeout_worker_healthcheck=30,
             http=BoundedHttpToolsProtocol,  # a bound on each request's head: size and time
+            # Each request's task starts in a fresh context: a pipelined request starts from the
+            # previous one's response, whose context (its row-security scope) it would copy.
+            reset_contextvars=True,
         )
         run_server(config, metrics)
 
