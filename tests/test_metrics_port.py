@@ -12,7 +12,7 @@ import httpx2
 from tests.conftest import SECRET, free_tcp_port
 from tests.processes import served
 from tests.test_metrics import sample
-from tests.test_metrics_workers import READYZ, scrape, send_requests
+from tests.test_metrics_workers import READYZ, assert_every_scrape_counts, send_requests
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -69,11 +69,4 @@ def test_two_workers_both_answer_on_the_metrics_port_from_the_setting(
             assert_not_found(
                 httpx2.get(base_url + "/metrics", headers={"Connection": "close"}, timeout=10)
             )
-        answered_by: set[str] = set()
-        scrapes = 0
-        while scrapes < 10 or (len(answered_by) < 2 and scrapes < 200):
-            text, pids = scrape(metrics_url)
-            scrapes += 1
-            answered_by |= pids
-            assert sample(text, "tasktrail_http_requests_total", **READYZ) == requests
-        assert len(answered_by) == 2, f"one worker answered all {scrapes} scrapes"
+        assert_every_scrape_counts(metrics_url, requests)

@@ -27,6 +27,19 @@ def scrape(base_url: str) -> tuple[str, set[str]]:
     return text, set(re.findall(r'tasktrail_db_pool_size\{pid="(\d+)"', text))
 
 
+def assert_every_scrape_counts(metrics_url: str, requests: int) -> None:
+    """Scrapes on new connections, until both workers have answered (10 at least): each one,
+    whichever worker answers it, counts all `requests` /readyz of the service."""
+    answered_by: set[str] = set()
+    scrapes = 0
+    while scrapes < 10 or (len(answered_by) < 2 and scrapes < 200):
+        text, pids = scrape(metrics_url)
+        scrapes += 1
+        answered_by |= pids
+        assert sample(text, "tasktrail_http_requests_total", **READYZ) == requests
+    assert len(answered_by) == 2, f"one worker answered all {scrapes} scrapes"
+
+
 def send_requests(base_url: str, count: int) -> None:
     for _ in range(count):  # one connection each: the workers share them out
         response = httpx2.get(base_url + "/readyz", headers={"Connection": "close"}, timeout=10)
@@ -51,14 +64,7 @@ def test_two_workers_report_every_request_whichever_answers_the_scrape(
     ) as (base_url, _, _):
         assert [path.name[:18] for path in temp.iterdir()] == ["tasktrail-metrics-"]
         send_requests(base_url, requests)
-        answered_by: set[str] = set()
-        scrapes = 0
-        while scrapes < 10 or (len(answered_by) < 2 and scrapes < 200):
-            text, pids = scrape(base_url)
-            scrapes += 1
-            answered_by |= pids
-            assert sample(text, "tasktrail_http_requests_total", **READYZ) == requests
-        assert len(answered_by) == 2, f"one worker answered all {scrapes} scrapes"
+        assert_every_scrape_counts(base_url, requests)
     assert not any(path.name.startswith("tasktrail-metrics-") for path in temp.iterdir())
 
 

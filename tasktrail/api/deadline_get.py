@@ -134,7 +134,11 @@ def _factory(
     return connection
 
 
-class _HTTPHandler(urllib.request.HTTPHandler):
+class _WatchedOpen(urllib.request.AbstractHTTPHandler):
+    """urllib's handler, opening connections whose sockets the download watches."""
+
+    connection_class: type[_WatchedHTTPConnection]
+
     def __init__(self, download: DeadlineGet) -> None:
         super().__init__()
         self._download = download
@@ -142,20 +146,16 @@ class _HTTPHandler(urllib.request.HTTPHandler):
     def do_open(
         self, http_class: Any, req: urllib.request.Request, **http_conn_args: Any
     ) -> http.client.HTTPResponse:
-        watched = _factory(_WatchedHTTPConnection, self._download)
+        watched = _factory(self.connection_class, self._download)
         return super().do_open(watched, req, **http_conn_args)
 
 
-class _HTTPSHandler(urllib.request.HTTPSHandler):
+class _HTTPHandler(_WatchedOpen, urllib.request.HTTPHandler):
+    connection_class = _WatchedHTTPConnection
+
+
+class _HTTPSHandler(_WatchedOpen, urllib.request.HTTPSHandler):
     """urllib's default HTTPS handler (the default context: certificates and host names are
     checked), with watched connections."""
 
-    def __init__(self, download: DeadlineGet) -> None:
-        super().__init__()
-        self._download = download
-
-    def do_open(
-        self, http_class: Any, req: urllib.request.Request, **http_conn_args: Any
-    ) -> http.client.HTTPResponse:
-        watched = _factory(_WatchedHTTPSConnection, self._download)
-        return super().do_open(watched, req, **http_conn_args)
+    connection_class = _WatchedHTTPSConnection
