@@ -18,13 +18,13 @@ So the two calls made on every request set the scope inside, as their first stat
 the call itself. Both run with the caller's rights (SECURITY INVOKER), so row security still
 applies to everything they read and write: a function can only name the scope its caller could
 name with `set_config` directly.
+
+The functions' texts are in `migrations/sql/0013_*.sql`, which never change once released.
 """
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 from alembic import op
 
@@ -33,59 +33,20 @@ down_revision = "0012"
 branch_labels = None
 depends_on = None
 
-_TASK_DOCUMENT = """
-CREATE FUNCTION tasktrail_task_document(p_user_id text, p_task_id uuid)
-RETURNS TABLE (body text, etag text)
-LANGUAGE plpgsql STABLE
-AS $$
-BEGIN
-    PERFORM set_config('tasktrail.user_id', p_user_id, true);
-    RETURN QUERY
-        SELECT t.body, t.etag FROM tasks AS t
-        WHERE t.id = p_task_id AND t.user_id = p_user_id AND t.deleted_at IS NULL;
-END;
-$$
-"""
-
-# tasktrail_append's first statement in 0010, and what now goes before it.
-_FIRST_STATEMENT = "BEGIN\n    IF p_key IS NOT NULL THEN"
-_SCOPE_FIRST = (
-    "BEGIN\n"
-    "    -- The user's scope (row security, 0012) for everything this call reads and writes.\n"
-    "    PERFORM set_config('tasktrail.user_id', p_user_id, true);\n"
-    "    IF p_key IS NOT NULL THEN"
-)
-
-
-def _revision_0010() -> ModuleType:
-    """0010's text of tasktrail_append: the function as it was, to start from and go back to
-    (a migration's text never changes once released)."""
-    path = Path(__file__).with_name("0010_append_in_one_round_trip.py")
-    spec = importlib.util.spec_from_file_location("tasktrail_revision_0010", path)
-    if spec is None or spec.loader is None:
-        raise RuntimeError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _append_of_0010() -> str:
-    create: str = _revision_0010()._CREATE
-    return create.replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1)
-
 
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute(_TASK_DOCUMENT)
-    append = _append_of_0010()
-    if append.count(_FIRST_STATEMENT) != 1:
-        raise RuntimeError("tasktrail_append of 0010 does not start as expected")
-    op.execute(append.replace(_FIRST_STATEMENT, _SCOPE_FIRST, 1))
+    op.execute(_sql("0013_tasktrail_task_document.sql"))
+    op.execute(_sql("0013_tasktrail_append.sql"))
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
-    op.execute(_append_of_0010())
+    op.execute(_sql("0010_tasktrail_append.sql"))  # the function as it was before
     op.execute("DROP FUNCTION tasktrail_task_document(text, uuid)")
+
+
+def _sql(name: str) -> str:
+    return (Path(__file__).parents[1] / "sql" / name).read_text(encoding="utf-8")

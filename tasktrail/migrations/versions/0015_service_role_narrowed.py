@@ -44,6 +44,8 @@ would time events by the service's clock (`occurred_at`) rather than the databas
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic import op
 
 revision = "0015"
@@ -60,17 +62,6 @@ _APPENDED = (
 )
 _MEASURE = "tasktrail_feed_horizon_held_seconds()"
 
-_CREATE_MEASURE = """
-CREATE FUNCTION tasktrail_feed_horizon_held_seconds() RETURNS double precision
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
-AS $$
-    -- Every database of the cluster: transaction ids, and so the horizon, are shared.
-    SELECT coalesce(extract(epoch FROM max(clock_timestamp() - xact_start)), 0)::double precision
-    FROM pg_stat_activity WHERE backend_xid IS NOT NULL
-$$
-"""
-
 
 def upgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
@@ -78,7 +69,7 @@ def upgrade() -> None:
     # Revoking the table's INSERT revokes any column's too: the column grants come after.
     op.execute(f"REVOKE INSERT ON events FROM {_ROLE}")
     op.execute(f"GRANT INSERT ({_APPENDED}) ON events TO {_ROLE}")
-    op.execute(_CREATE_MEASURE)
+    op.execute(_sql("0015_tasktrail_feed_horizon_held_seconds.sql"))
     op.execute(f"REVOKE ALL ON FUNCTION {_MEASURE} FROM PUBLIC")
     op.execute(f"GRANT EXECUTE ON FUNCTION {_MEASURE} TO {_ROLE}")
     # An owner that may not revoke it (it did not grant it, and is no superuser) leaves the
@@ -115,3 +106,7 @@ def downgrade() -> None:
     op.execute(f"DROP FUNCTION {_MEASURE}")
     op.execute(f"REVOKE INSERT ({_APPENDED}) ON events FROM {_ROLE}")
     op.execute(f"GRANT INSERT ON events TO {_ROLE}")
+
+
+def _sql(name: str) -> str:
+    return (Path(__file__).parents[1] / "sql" / name).read_text(encoding="utf-8")
