@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -73,6 +74,11 @@ def make_key(algorithm: str, *, with_alg: bool = True, rsa_bits: int = 2048) -> 
     if with_alg:
         jwk["alg"] = algorithm
     return SigningKey(kid=kid, algorithm=algorithm, private=private, jwk=jwk)
+
+
+def same_kid(named: SigningKey, key: SigningKey) -> SigningKey:
+    """`key` published under `named`'s kid, as a set does that replaces a key under its name."""
+    return dataclasses.replace(key, kid=named.kid, jwk={**key.jwk, "kid": named.kid})
 
 
 def jwk_set(*keys: SigningKey) -> dict[str, Any]:

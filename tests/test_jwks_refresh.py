@@ -25,6 +25,7 @@ from tests.jwks_helpers import (
     jwks_client,
     jwks_server,
     make_key,
+    same_kid,
 )
 from tests.test_auth import assert_unauthorized
 
@@ -83,6 +84,24 @@ def test_a_key_withdrawn_from_the_set_stops_verifying_tokens_it_verified(
         response = client.get(f"/api/{user}/tasks", headers=bearer(token))
         assert_unauthorized(response, r"no key.*kid")
         assert status(client, new) == 200
+
+
+def test_a_key_replaced_under_its_kid_stops_verifying_tokens_the_old_one_verified(
+    database_url: str, engine: Engine, server: JwksServer, old: SigningKey
+) -> None:
+    """The set republishes a kid with another key (a compromised key replaced): a token the
+    old key verified, kept verified since, is refused once the set is fetched again."""
+    user = new_user_id()
+    token = old.sign(better_auth_claims(user))
+    replacement = same_kid(old, make_key("ES256"))
+    with jwks_client(database_url, engine, refetch_interval=0.0, jwks_url=server.url) as client:
+        assert client.get(f"/api/{user}/tasks", headers=bearer(token)).status_code == 200
+        server.serve(jwk_set(replacement))
+        assert status(client, make_key("EdDSA")) == 401  # an unknown kid: the set is fetched
+        assert server.count() == 2
+        response = client.get(f"/api/{user}/tasks", headers=bearer(token))
+        assert_unauthorized(response, r"signature")
+        assert status(client, replacement) == 200
 
 
 def test_an_unknown_kid_triggers_at_most_one_fetch_per_interval(

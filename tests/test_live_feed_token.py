@@ -33,6 +33,7 @@ from tests.jwks_helpers import (
     jwk_set,
     jwks_server,
     make_key,
+    same_kid,
 )
 from tests.sse_client import Ended, Message, SseStream
 
@@ -246,3 +247,25 @@ def test_a_stream_ends_once_its_key_is_withdrawn_and_others_stay_open(
     # A new stream with a token of a key no longer in the set is refused.
     with SseStream(url, params={"access_token": new.sign(better_auth_claims(user_id))}) as again:
         assert again.status == 401
+
+
+def test_a_stream_ends_once_its_key_is_replaced_under_the_same_kid(
+    jwks_base_url: str, served_keys: JwksServer, old: SigningKey, new: SigningKey
+) -> None:
+    """The set republishes the stream's kid with another key (a compromised key replaced): the
+    stream the old key verified ends once the service refreshes the set."""
+    user_id = new_user_id()
+    url = f"{jwks_base_url}/api/{user_id}/events"
+    with SseStream(url, params={"access_token": old.sign(better_auth_claims(user_id))}) as stream:
+        assert stream.status == 200
+        create(jwks_base_url, user_id, "before the replacement")
+        assert stream.next_event().json()["data"]["title"] == "before the replacement"
+
+        served_keys.serve(jwk_set(same_kid(old, make_key("ES256")), new))
+        assert fetch_again(jwks_base_url, user_id) == 401
+        assert served_keys.count() == 2
+
+        received, ended, _ = until_end(stream, 5)
+        assert ended is not None, "the stream of a replaced key stayed open"
+        assert ended.error is None
+        assert titles(received) == []

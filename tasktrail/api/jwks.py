@@ -19,6 +19,7 @@ from typing import Any
 
 import jwt
 import structlog
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from tasktrail.api.auth import AuthenticationError, VerificationKey
 from tasktrail.settings import ConfigurationError, Settings
@@ -111,10 +112,18 @@ class JwkSetSource:
         return list(self._keys)
 
     def replace(self, keys: Mapping[str, VerificationKey]) -> set[str]:
-        """Hold this set from now on; returns the kids that are gone."""
-        gone = set(self._keys) - set(keys)
+        """Hold this set from now on; returns the kids withdrawn: gone, or now naming another key.
+
+        A kid republished with other key material is a withdrawal too (a compromised key
+        replaced under its name): tokens the old key verified must not stay verified.
+        """
+        withdrawn = {
+            kid
+            for kid, key in self._keys.items()
+            if kid not in keys or not _same_key(key, keys[kid])
+        }
         self._keys = dict(keys)  # one assignment: a concurrent resolve sees the old or the new set
-        return gone
+        return withdrawn
 
     def resolve(self, header: dict[str, Any]) -> VerificationKey | None:
         kid = header.get("kid")
@@ -131,6 +140,19 @@ class JwkSetSource:
                 f"verifies {key.algorithm} only"
             )
         return key
+
+
+def _same_key(held: VerificationKey, published: VerificationKey) -> bool:
+    """The same algorithm and the same public key (its DER SubjectPublicKeyInfo, which is the
+    same bytes for the same key however its JWK was written)."""
+    return held.algorithm == published.algorithm and _public_key_der(held) == _public_key_der(
+        published
+    )
+
+
+def _public_key_der(key: VerificationKey) -> bytes:
+    der: bytes = key.key.key.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return der
 
 
 def jwk_set_from_file(path: Path) -> JwkSetSource:

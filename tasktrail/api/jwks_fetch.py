@@ -135,13 +135,15 @@ class RemoteJwkSet:
             )
             return False
         before = set(self.source.kids)
-        gone = self.source.replace(keys)
-        if gone and self._on_keys_removed is not None:
-            # Told the kids that are gone: tokens they verified are checked afresh, and the
-            # live streams opened with those tokens end.
-            self._on_keys_removed(gone)
-        if self._loaded_at is None or set(keys) != before:
-            _log.info("loaded the JWK set", url=self.url, kids=list(keys), removed=sorted(gone))
+        withdrawn = self.source.replace(keys)
+        if withdrawn and self._on_keys_removed is not None:
+            # Told the kids that are gone or name another key now: tokens they verified are
+            # checked afresh, and the live streams opened with those tokens end.
+            self._on_keys_removed(withdrawn)
+        if self._loaded_at is None or withdrawn or set(keys) != before:
+            _log.info(
+                "loaded the JWK set", url=self.url, kids=list(keys), removed=sorted(withdrawn)
+            )
         self._loaded_at = time.monotonic()
         return True
 
