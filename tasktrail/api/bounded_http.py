@@ -22,12 +22,13 @@ client). Past `max_queued_requests` of them, or once their heads add up to more 
 
 How a read is cut: outside a body, the bytes up to the first blank line (`\\r\\n\\r\\n`, which may
 straddle reads) are the current head's and are counted before the parser sees them; a body of
-known length (`Content-Length`) is fed as such, and what follows it is cut the same way. The
-rest of a read that ends a body of unknown length (chunked) is fed whole: heads that start in
-such a read are bounded by the read's size (256 KiB) rather than by the limit, and a head still
-open at its end is counted from the last blank line of the read. A read is one head and maybe
-its body on the usual path: one search for the blank line and one or two calls of the parser,
-no work per byte in Python.
+known length (`Content-Length`) is fed exactly, by the body bytes the parser has handed on, and
+what follows it is cut the same way. A chunked body is fed 4 KiB at a time, since only the parser
+knows where it ends: its framing (chunk sizes, extensions, trailer fields) is bounded like a head
+(a trailer line that never ends is refused), and what follows its end in the same slice is
+counted from the slice's last blank line. The rest of a request already answered, which no one
+reads, has the head's time to arrive. A read is one head and maybe its body on the usual path:
+one search for the blank line and one or two calls of the parser, no work per byte in Python.
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ _END_OF_HEAD = b"\r\n\r\n"
 # The bytes of the heads waiting in the pipeline may reach this many heads at the limit.
 QUEUED_HEADS = 16
 _UNKNOWN = -1  # a body's length, when it is chunked
+# A chunked body is fed to the parser this much at a time: where it ends is known only from the
+# parser, and what follows its end in the same slice is counted from the slice's last blank line.
+CHUNKED_SLICE = 4096
 _log = structlog.get_logger("tasktrail.http")
 
 
@@ -73,10 +77,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         # The open head: its bytes so far, and the last 3 (its blank line may straddle reads).
         self._head_bytes = 0
         self._tail = b""
-        # The parser is in a body (from on_headers_complete to on_message_complete); the bytes
-        # of it still to come: None until looked up, _UNKNOWN for a chunked one.
+        # The parser is in a body (from on_headers_complete to on_message_complete): its length
+        # (_UNKNOWN when chunked), the body bytes the parser has handed on so far, and, chunked,
+        # the bytes of its framing (chunk sizes, extensions, trailers) so far.
         self._in_body = False
-        self._body_left: int | None = None
+        self._length = _UNKNOWN
+        self._body_received = 0
+        self._framing = 0
+        self._timing_body = False  # the head timer runs for the rest of an answered request
+        self._heads = 0  # heads completed on this connection: a slice that crossed one shows it
         # The head sizes of the requests waiting in uvicorn's pipeline, oldest first.
         self._queued: deque[int] = deque()
         self._queued_bytes = 0
@@ -102,19 +111,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         start = 0
         view: memoryview | None = None
         while start < size:
-            if self._in_body:
-                left = self._body_left
-                if left is None:
-                    left = self._body_left = self._content_length()
-                if left <= 0:
-                    self._feed_unmeasured(data, start)
-                    return
-                end = min(size, start + left)
-                self._body_left = left - (end - start)
+            chunked = self._in_body and self._length == _UNKNOWN
+            if chunked:
+                end = min(size, start + CHUNKED_SLICE)
+            elif self._in_body:  # the rest of a body of known length, exactly
+                end = min(size, start + max(1, self._length - self._body_received))
             else:
                 end = self._end_of_head(data, start)
                 if end < 0:
                     return  # refused, or the head goes on in the next read
+            received, heads = self._body_received, self._heads
             if start == 0 and end == size:
                 super().data_received(data)  # the usual read: one head and maybe its body
             else:
@@ -123,8 +129,18 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                 super().data_received(view[start:end])  # type: ignore[arg-type]
             if self.transport.is_closing() or self._switched:
                 return
+            if chunked and self._heads == heads:  # still the same message
+                if self._in_body:
+                    self._framing += (end - start) - (self._body_received - received)
+                    if self._framing > self._limit:
+                        self._too_large("The chunked body's sizes and trailer fields are")
+                        return
+                else:
+                    self._count_what_follows(data, start, end)
+            elif chunked and not self._in_body:  # it ended, and more requests with it
+                self._count_what_follows(data, start, end)
             if self._head_bytes and not self._in_body and self._deadline is None:
-                self._arm()  # blank lines that began no request: the time runs all the same
+                self._arm()  # a head under way (or blank lines): the time runs from now
             start = end
 
     def _end_of_head(self, data: bytes, start: int) -> int:
@@ -157,32 +173,20 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._arm()  # from the head's first byte; later reads do not put it off
         return -1
 
-    def _feed_unmeasured(self, data: bytes, start: int) -> None:
-        """The rest of a read that is in a body of unknown length, fed whole. A head it opens
-        and does not end is counted from the read's last blank line on."""
-        # Charged to the first request this read queues: its head is in here somewhere.
-        self._head_bytes = len(data) - start
-        super().data_received(data if start == 0 else memoryview(data)[start:])  # type: ignore[arg-type]
-        if self.transport.is_closing() or self._switched:
-            return
-        self._tail = b""
-        if self._in_body:
-            self._head_bytes = 0
-            self._body_left = _UNKNOWN  # cut somewhere in this read: fed whole until it ends
-            return
-        last = data.rfind(_END_OF_HEAD, start)
-        self._head_bytes = len(data) - (start if last < 0 else last + 4)
-        if self._head_bytes:
-            if self._head_bytes > self._limit:
-                self._too_large()
-                return
-            self._tail = data[-3:]
-            if self._deadline is None:
-                self._arm()
+    def _count_what_follows(self, data: bytes, start: int, end: int) -> None:
+        """A chunked body ended inside `data[start:end]`, which the parser has been fed whole:
+        what followed it there is the next requests'. A head left open is counted from the
+        slice's last blank line on (it cannot hold one): at most a slice more than its own bytes,
+        when a short body of known length sits between, never fewer."""
+        last = data.rfind(_END_OF_HEAD, max(0, start - 3), end)
+        self._head_bytes = end - (start if last < 0 else last + 4)
+        self._tail = bytes(data[max(start, end - 3) : end]) if self._head_bytes else b""
+        if self._head_bytes > self._limit:
+            self._too_large()
 
     def _content_length(self) -> int:
-        """The length of the body being read, from the request's headers (llhttp has checked
-        them); _UNKNOWN for a chunked one."""
+        """The length of the body about to be read, from the request's headers (llhttp has
+        checked them); _UNKNOWN for a chunked one."""
         length = _UNKNOWN
         for name, value in self.headers:
             if name == b"content-length" and value.isdigit():
@@ -195,8 +199,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._disarm()
         head, self._head_bytes = self._head_bytes, 0
         self._tail = b""
+        self._heads += 1
         self._in_body = True
-        self._body_left = None
+        self._length = self._content_length()
+        self._body_received = 0
+        self._framing = 0
         waiting = len(self.pipeline)
         super().on_headers_complete()
         if len(self.pipeline) > waiting:  # queued behind a response still owed
@@ -211,8 +218,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                     f"{QUEUED_HEADS * self._limit // 1024} KiB of heads queued"
                 )
 
+    def on_body(self, body: bytes) -> None:
+        self._body_received += len(body)
+        super().on_body(body)
+
     def on_message_complete(self) -> None:
         self._in_body = False
+        if self._timing_body:
+            self._timing_body = False
+            self._disarm()
         super().on_message_complete()
 
     def on_response_complete(self) -> None:
@@ -220,6 +234,17 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         super().on_response_complete()
         if len(self.pipeline) < waiting:  # the oldest queued request has started
             self._queued_bytes -= self._queued.popleft()
+        answered = self.cycle is not None and self.cycle.response_complete
+        if (
+            answered
+            and self._in_body
+            and self._deadline is None
+            and not self.transport.is_closing()
+        ):
+            # Answered before its body was all read (a 401, a 413): the rest of it, which no
+            # one reads, has the head's time to arrive, not for ever.
+            self._timing_body = True
+            self._arm()
 
     def _start_asgi_task(self, cycle: RequestResponseCycle, app: ASGI3Application) -> None:
         self._running = cycle
@@ -242,6 +267,11 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._deadline = None
         if self.transport.is_closing():
             return
+        if self._timing_body:
+            # The rest of a request already answered: no one is owed an answer.
+            _log.warning("connection closed: an answered request's body did not end in time")
+            self.transport.close()
+            return
         if self.flow.read_paused:
             # This side stopped reading (requests queued behind a response), not the client:
             # the rest of the head waits unread, and its time runs again.
@@ -249,12 +279,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         self._refuse(408, f"The request's headers did not arrive within {self._timeout:g} seconds.")
 
-    def _too_large(self) -> None:
-        self._refuse(
-            431,
-            f"The request line and headers are over {self._limit // 1024} KiB; "
-            "send a smaller request.",
-        )
+    def _too_large(self, what: str = "The request line and headers are") -> None:
+        self._refuse(431, f"{what} over {self._limit // 1024} KiB; send a smaller request.")
 
     def _refuse(self, status: int, detail: str) -> None:
         self._disarm()
