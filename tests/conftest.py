@@ -29,6 +29,7 @@ from sqlalchemy import Engine, make_url
 
 from tasktrail.api.app import create_app
 from tasktrail.api.bounded_http import BoundedHttpToolsProtocol
+from tasktrail.api.services import services_of_app
 from tasktrail.database import create_database_engine
 from tasktrail.logs import configure_logging
 from tasktrail.migrations.runner import upgrade
@@ -197,7 +198,7 @@ def app(database_url: str) -> Iterator[FastAPI]:
     yield app
     # The lifespan disposes of it, but a test may use the app without a client, and then only
     # this closes the connections it opened (else: an unraisable ResourceWarning at exit).
-    app.state.engine.dispose()
+    services_of_app(app).engine.dispose()
 
 
 @pytest.fixture(scope="session")

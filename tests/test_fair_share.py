@@ -16,6 +16,7 @@ from sqlalchemy import Engine, text
 
 from tasktrail.api.app import create_app
 from tasktrail.api.fair_share import FairShare
+from tasktrail.api.services import services_of_app
 from tests.conftest import auth, live_server, make_settings, new_user_id
 from tests.sse_client import SseStream
 
@@ -64,7 +65,7 @@ def test_a_user_with_requests_stuck_does_not_hold_up_another_user(
     a 503). With it, three of them wait on the lock, nine wait in the user's line holding
     nothing, and the other user is served while all twelve are still stuck."""
     app = make_app(database_url, engine, user_concurrency=3, user_queue=20)
-    share: FairShare = app.state.fair_share
+    share: FairShare = services_of_app(app).fair_share
     greedy, other = new_user_id(), new_user_id()
     with live_server(app) as base_url:
         task_id = create(base_url, greedy)
@@ -104,7 +105,7 @@ def test_past_the_line_a_user_gets_429_with_the_ratelimit_fields(
     database_url: str, engine: Engine
 ) -> None:
     app = make_app(database_url, engine, user_concurrency=1, user_queue=1)
-    share: FairShare = app.state.fair_share
+    share: FairShare = services_of_app(app).fair_share
     user = new_user_id()
     with live_server(app) as base_url:
         task_id = create(base_url, user)
@@ -158,7 +159,7 @@ def test_a_client_that_leaves_the_line_gives_its_place_back(
     database_url: str, engine: Engine
 ) -> None:
     app = make_app(database_url, engine, user_concurrency=1, user_queue=5)
-    share: FairShare = app.state.fair_share
+    share: FairShare = services_of_app(app).fair_share
     user = new_user_id()
     with live_server(app) as base_url:
         task_id = create(base_url, user)
@@ -183,7 +184,7 @@ def test_a_client_that_leaves_the_line_gives_its_place_back(
 
 def test_live_streams_do_not_hold_places(database_url: str, engine: Engine) -> None:
     app = make_app(database_url, engine, user_concurrency=1, sse_heartbeat_seconds=0.3)
-    share: FairShare = app.state.fair_share
+    share: FairShare = services_of_app(app).fair_share
     user = new_user_id()
     with live_server(app) as base_url:
         streams = [SseStream(f"{base_url}/api/{user}/events", headers=auth(user)) for _ in range(3)]

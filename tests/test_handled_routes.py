@@ -21,6 +21,7 @@ from starlette.routing import Match
 
 from tasktrail.api.fair_share import FairShare
 from tasktrail.api.handled_route import HandledRoute, Handler
+from tasktrail.api.services import services_of_app
 from tests.conftest import Api, auth, make_token, new_user_id
 
 # Headers that differ between any two answers, whoever makes them.
@@ -76,7 +77,7 @@ async def answer(app: FastAPI, route: HandledRoute, handler: Handler, request: A
             scope["fastapi_middleware_astack"] = stack
             await request_response(handler)(scope, receive, send)
     finally:
-        fair_share: FairShare = app.state.fair_share
+        fair_share: FairShare = services_of_app(app).fair_share
         fair_share.leave(scope["state"])
     head, *body = sent
     headers = sorted(

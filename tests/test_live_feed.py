@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from tasktrail.api.app import create_app
+from tasktrail.api.services import services_of_app
 from tests.conftest import auth, live_server, make_settings, make_token, new_user_id
 from tests.sse_client import Ended, Message, SseStream
 
@@ -314,7 +315,9 @@ def test_a_stream_ends_cleanly_when_the_server_stops(database_url: str, engine: 
         user.create()
         stream = user.stream()
         assert seqs([stream.next_event()]) == [1]
-        app.state.feed_hub.stop_streams()  # what SIGTERM does (tested on a real process too)
+        services_of_app(
+            app
+        ).feed_hub.stop_streams()  # what SIGTERM does (tested on a real process too)
         ended = stream.wait_end(timeout=10)
         stream.close()
     assert isinstance(ended, Ended)

@@ -27,6 +27,7 @@ from sqlalchemy import Engine, make_url, text
 
 from tasktrail.api.app import create_app
 from tasktrail.api.idempotency import purge_expired
+from tasktrail.api.services import services_of_app
 from tasktrail.database import create_database_engine, read_connection
 from tasktrail.migrations import runner
 from tasktrail.pg_pool import AsyncPool, in_scope
@@ -121,12 +122,12 @@ def test_the_tests_service_runs_as_the_service_role(app: FastAPI, postgres_url: 
     """conftest's `app` (behind every API test) connects as the service's role on PostgreSQL,
     on both of its pools."""
     del postgres_url  # only to skip without PostgreSQL
-    if not app.state.settings.is_postgres:
+    if not services_of_app(app).settings.is_postgres:
         pytest.skip("the SQLite half of the app fixture")
-    engine: Engine = app.state.engine
+    engine: Engine = services_of_app(app).engine
     with engine.connect() as conn:
         assert conn.execute(text("SELECT current_user")).scalar_one() == SERVICE_LOGIN
-    assert make_url(app.state.settings.database_url).username == SERVICE_LOGIN
+    assert make_url(services_of_app(app).settings.database_url).username == SERVICE_LOGIN
 
 
 def test_readyz_sees_a_transaction_of_the_owner_holding_the_feed_back(owner_url: str) -> None:

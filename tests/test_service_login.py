@@ -3,8 +3,9 @@
 Its password reaches PostgreSQL only as a SCRAM-SHA-256 verifier (checked in the server's own
 log, on a cluster of the test's own that logs every statement and asks every role but its
 superuser for a SCRAM password), and a role row security would not bind (a member, however
-indirect, of the tables' owner) is refused before anything changes. compose.yaml's database
-init script (an ordinary owner with CREATEROLE) is run here too, as the postgres image would.
+indirect, of the tables' owner or of a predefined role such as pg_write_all_data) is refused
+before anything changes. compose.yaml's database init script (an ordinary owner with CREATEROLE)
+is run here too, as the postgres image would.
 """
 
 from __future__ import annotations
@@ -164,6 +165,61 @@ def test_a_member_of_the_tables_owner_is_refused_and_nothing_changes(tmp_path: P
             finally:
                 admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
                 for role in (indirect, direct, group, owner):
+                    admin.execute(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_a_member_of_a_predefined_role_is_refused_and_nothing_changes(tmp_path: Path) -> None:
+    """A login in pg_write_all_data (directly, or through another role in pg_read_all_data)
+    holds privileges row security and the service's grants do not bound (pg_write_all_data may
+    insert events.xact_id): refused before the migrations run, its password and memberships
+    untouched, the database still empty."""
+    suffix = uuid.uuid4().hex[:8]
+    group, direct, indirect = (
+        f"tasktrail_{kind}_{suffix}" for kind in ("readers", "writer", "reader")
+    )
+    with scratch_postgres_database("tasktrail_login") as admin_url:
+        admin_info = make_url(admin_url).set(drivername="postgresql")
+        maintenance = admin_info.set(database="postgres").render_as_string(hide_password=False)
+        with psycopg.connect(maintenance, autocommit=True) as admin:
+            admin.execute(f"CREATE ROLE {direct} LOGIN IN ROLE pg_write_all_data")
+            admin.execute(f"CREATE ROLE {group} NOLOGIN IN ROLE pg_read_all_data")
+            admin.execute(f"CREATE ROLE {indirect} LOGIN IN ROLE {group}")
+            try:
+                for name, through in (
+                    (direct, "pg_write_all_data"),
+                    (indirect, "pg_read_all_data"),
+                ):
+                    refused = run_cli(
+                        *("db", "upgrade", "--service-login", name),
+                        cwd=tmp_path,
+                        TASKTRAIL_DATABASE_URL=admin_info.render_as_string(hide_password=False),
+                        TASKTRAIL_SERVICE_PASSWORD="never set",
+                    )
+                    assert refused.returncode == 2, (name, refused.stdout, refused.stderr)
+                    assert f"member of the predefined role {through}" in refused.stderr
+                    assert "Traceback" not in refused.stderr
+                    assert "newest schema revision" not in refused.stdout
+                memberships = admin.execute(
+                    "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
+                    " WHERE r.rolname = 'tasktrail_service'"
+                    " AND m.member IN (SELECT oid FROM pg_roles WHERE rolname = ANY(%s))",
+                    ([direct, indirect],),
+                ).fetchone()
+                assert memberships == (0,)
+                passwords = admin.execute(
+                    "SELECT count(rolpassword) FROM pg_authid WHERE rolname = ANY(%s)",
+                    ([direct, indirect],),
+                ).fetchone()
+                assert passwords == (0,)
+                with psycopg.connect(
+                    admin_info.render_as_string(hide_password=False)
+                ) as in_database:
+                    tables = in_database.execute(
+                        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+                    ).fetchone()
+                assert tables == (0,), "migrated before refusing"
+            finally:
+                for role in (indirect, direct, group):
                     admin.execute(f"DROP ROLE IF EXISTS {role}")
 
 

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy import Engine, exc, text
+from starlette.routing import Route
 
 from tasktrail import __version__
 from tasktrail.api.auth import KeySource, SharedSecret, TokenVerifier
@@ -36,6 +37,7 @@ from tasktrail.api.problems import install_problem_handlers
 from tasktrail.api.request_context import RequestContextMiddleware, UnhandledErrorMiddleware
 from tasktrail.api.routes import audit, events, health, task_list, tasks
 from tasktrail.api.routes import metrics as metrics_route
+from tasktrail.api.services import Services
 from tasktrail.api.supervisor_watch import stopping_when_the_supervisor_is_gone
 from tasktrail.database import DatabaseUnavailable, create_database_engine, read_connection
 from tasktrail.logs import configure_logging
@@ -156,21 +158,15 @@ def create_app(
         # /api/u/tasks/ is not /api/u/tasks: a 404 problem, not a redirect built from Host.
         redirect_slashes=False,
     )
-    app.state.settings = settings
-    app.state.engine = database
-    app.state.pool = pool
-    app.state.verifier = verifier
-    app.state.cursor_key = cursor_key(settings.secret_bytes())
-    app.state.feed_hub = feed_hub
-    app.state.fair_share = fair_share = FairShare(
+    cursor_signing_key = cursor_key(settings.secret_bytes())
+    fair_share = FairShare(
         concurrency=settings.user_concurrency,
         queue=settings.user_queue,
         rate=settings.user_rate,
         # Two seconds' worth by default: a page load's burst of requests passes.
         burst=settings.user_burst or max(1, math.ceil(settings.user_rate * 2)),
     )
-    app.state.remote_jwks = remote_jwks
-    app.state.metrics = metrics = Metrics(database, pool)
+    metrics = Metrics(database, pool)
     install_problem_handlers(app)
     # The audit routes first: /api/audit/events must not be read as the feed of a user "audit".
     routers = (
@@ -183,8 +179,21 @@ def create_app(
     )
     for router in routers:
         app.include_router(router)
-    # The routes by path, for the Allow header of a 405 (Starlette's names one route's methods).
-    app.state.api_routes = [route for router in routers for route in router.routes]
+    app.state.services = Services(
+        settings=settings,
+        engine=database,
+        pool=pool,
+        verifier=verifier,
+        cursor_key=cursor_signing_key,
+        feed_hub=feed_hub,
+        fair_share=fair_share,
+        remote_jwks=remote_jwks,
+        metrics=metrics,
+        # The routes by path, for the Allow header of a 405 (Starlette's names one route's).
+        api_routes=[
+            route for router in routers for route in router.routes if isinstance(route, Route)
+        ],
+    )
     # Added innermost first. From the outside: request id and log line (every response has an
     # id), then CORS (so errors, 500s included, carry its headers), then the last-resort 500,
     # then HEAD served as a GET without its body, then (with a metrics port) /metrics reached

@@ -17,6 +17,7 @@ import anyio
 import anyio.to_thread
 from fastapi import Request
 
+from tasktrail.api.services import services
 from tasktrail.database import DatabaseUnavailable
 
 T = TypeVar("T")
@@ -25,7 +26,7 @@ Ts = TypeVarTuple("Ts")
 
 async def in_thread(request: Request, work: Callable[[*Ts], T], *args: *Ts) -> T:
     """Run `work(*args)` in a worker thread; `DatabaseUnavailable` (a 503) past the deadline."""
-    deadline: float = request.app.state.settings.database_deadline
+    deadline = services(request).settings.database_deadline
     with anyio.move_on_after(deadline):
         return await anyio.to_thread.run_sync(work, *args, abandon_on_cancel=True)
     # Only the deadline leaves the block without returning.

@@ -18,11 +18,10 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 
-from tasktrail.api.auth import AuthenticationError, Principal, TokenVerifier, UnknownKeyId
-from tasktrail.api.fair_share import FairShare
-from tasktrail.api.jwks_fetch import RemoteJwkSet
+from tasktrail.api.auth import AuthenticationError, Principal, UnknownKeyId
 from tasktrail.api.media_types import wants_event_stream
 from tasktrail.api.problems import MAX_ERRORS, Problem, task_not_found
+from tasktrail.api.services import services
 from tasktrail.commands.types import ExpectedVersions
 from tasktrail.row_security import scope_to_audit, scope_to_user
 
@@ -35,7 +34,7 @@ _VERSION_TAG = re.compile(r"[1-9][0-9]{0,17}")  # a version: 1 to 10^18 - 1, as 
 
 
 async def get_engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
+    engine = services(request).engine
     return engine
 
 
@@ -100,14 +99,14 @@ class BearerAuthentication(HTTPBearer):
         scope_to_user(principal.user_id)  # what this request's transactions may reach
         # The user's fair share of this process (api/fair_share.py): given back by
         # RequestContextMiddleware once the response is sent.
-        fair_share: FairShare = request.app.state.fair_share
+        fair_share = services(request).fair_share
         state = request.scope.setdefault("state", {})
         if not fair_share.enter_now(principal.user_id, state):
             await fair_share.wait_in_line(principal.user_id, state)
         return principal
 
     async def _verified(self, request: Request) -> Principal:
-        verifier: TokenVerifier = request.app.state.verifier
+        verifier = services(request).verifier
         if self.query_token and wants_event_stream(request):
             token = query_or_bearer_token(request)
         else:
@@ -117,7 +116,7 @@ class BearerAuthentication(HTTPBearer):
         except UnknownKeyId as error:
             # A kid the JWK set lacks may be a key rotated in since the last fetch: fetch the set
             # again (at most once per 30 s, shared by concurrent requests) and look once more.
-            remote: RemoteJwkSet | None = request.app.state.remote_jwks
+            remote = services(request).remote_jwks
             if remote is None or not await remote.refresh_for_unknown_kid():
                 raise unauthorized(f"The token was refused: {error}.") from None
         except AuthenticationError as error:
@@ -218,7 +217,7 @@ async def read_body(request: Request) -> bytes:
     A client that takes longer than TASKTRAIL_BODY_TIMEOUT to send it is cut off too (408), so a
     trickle of bytes cannot keep a request open forever.
     """
-    seconds: float = request.app.state.settings.body_timeout
+    seconds = services(request).settings.body_timeout
     too_large = Problem(413, f"The body is over {MAX_BODY_BYTES // 1024} KiB; send a smaller one.")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:

@@ -34,12 +34,12 @@ from starlette.responses import Response, StreamingResponse
 from tasktrail.api.auth import Principal, TokenVerifier
 from tasktrail.api.blocking import in_thread
 from tasktrail.api.deps import unauthorized
-from tasktrail.api.fair_share import FairShare
 from tasktrail.api.live_feed import FeedHub, ShuttingDown, Subscription, TooManyStreams
 from tasktrail.api.media_types import EVENT_STREAM
 from tasktrail.api.metrics import Metrics
 from tasktrail.api.problems import Problem
 from tasktrail.api.representation import event_body
+from tasktrail.api.services import services
 from tasktrail.database import DatabaseUnavailable, read_connection
 from tasktrail.events.types import Event
 from tasktrail.queries.feed import FeedPage, user_feed
@@ -66,7 +66,8 @@ def message(event: Event) -> bytes:
 async def event_stream_response(request: Request, principal: Principal, after: int) -> Response:
     """Open the stream: 429 past the user's limit, 503 when the first read fails; then stream
     until the token is refused."""
-    hub: FeedHub = request.app.state.feed_hub
+    parts = services(request)
+    hub = parts.feed_hub
     user_id = principal.user_id
     if request.scope.get("state", {}).get("is_head"):
         # HEAD: the GET's status and headers, and no stream that would never end.
@@ -76,7 +77,7 @@ async def event_stream_response(request: Request, principal: Principal, after: i
     except TooManyStreams:
         raise Problem(
             429,
-            f"This user already has {request.app.state.settings.sse_streams_per_user} live "
+            f"This user already has {parts.settings.sse_streams_per_user} live "
             "streams open here; close one, or retry later.",
             headers={"Retry-After": STREAMS_RETRY_AFTER_SECONDS},
         ) from None
@@ -84,34 +85,38 @@ async def event_stream_response(request: Request, principal: Principal, after: i
         raise Problem(
             503, "The service is shutting down; reconnect.", headers={"Retry-After": "1"}
         ) from None
-    verifier: TokenVerifier = request.app.state.verifier
     # Checked after subscribing, with no await between: a key withdrawn since the token was
     # verified (while the request waited in line) is seen here, and one withdrawn from now on
     # ends the subscription.
-    refused = _refusal(principal, verifier)
+    refused = _refusal(principal, parts.verifier)
     if refused is not None:
         hub.unsubscribe(subscription)
         raise unauthorized(f"The token was refused: {refused}.")
     # A stream lasts hours and has its own limit: it gives back the user's place in the
     # process's fair share (api/fair_share.py) as it starts, not when it ends.
-    fair_share: FairShare = request.app.state.fair_share
-    fair_share.leave(request.scope.setdefault("state", {}))
-    engine: Engine = request.app.state.engine
+    parts.fair_share.leave(request.scope.setdefault("state", {}))
+    engine = parts.engine
     try:
         # Subscribed first, read second: a write that commits during this read rings the bell.
         first = await in_thread(request, _feed, engine, user_id, after)
     except BaseException:
         hub.unsubscribe(subscription)
         raise
+    refused = _refusal(principal, parts.verifier)
+    if refused is not None:
+        # The read may have waited for a thread past the token's end, and then seen what was
+        # written after it: nothing of it is sent. (A read begun in time saw nothing later.)
+        hub.unsubscribe(subscription)
+        raise unauthorized(f"The token was refused: {refused}.")
     stream = _messages(
         hub,
         subscription,
         engine,
-        request.app.state.metrics,
+        parts.metrics,
         after=after,
         first=first,
-        heartbeat=request.app.state.settings.sse_heartbeat_seconds,
-        deadline=request.app.state.settings.database_deadline,
+        heartbeat=parts.settings.sse_heartbeat_seconds,
+        deadline=parts.settings.database_deadline,
         refused_after=principal.refused_after,
     )
     return StreamingResponse(stream, media_type=EVENT_STREAM, headers=STREAM_HEADERS)

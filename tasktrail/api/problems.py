@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.types import Scope
 
+from tasktrail.api.services import services
 from tasktrail.commands.errors import NothingToRestore, TaskNotFound, VersionConflict
 from tasktrail.database import DatabaseUnavailable
 
@@ -209,7 +210,7 @@ def allowed_methods(request: Request) -> list[str]:
     """Every method some route serves at this path (Starlette's 405 names one route's only)."""
     methods: set[str] = set()
     path = request.url.path
-    for route in request.app.state.api_routes:
+    for route in services(request).api_routes:
         if route.methods and route.path_regex.match(path):
             methods.update(route.methods)
     if "GET" in methods:

@@ -38,9 +38,8 @@ from tasktrail.api.idempotency import (
     still_running,
     stored_replay,
 )
-from tasktrail.api.live_feed import FeedHub
-from tasktrail.api.metrics import Metrics
 from tasktrail.api.problems import Problem
+from tasktrail.api.services import services
 from tasktrail.commands import handlers
 from tasktrail.commands.errors import DomainError
 from tasktrail.commands.handlers import Outcome
@@ -65,19 +64,18 @@ async def run_write(
     request: Request, command: Command, key: IdempotencyKey | None, respond: Respond
 ) -> Response:
     """Run the command in one transaction; with a key, replay or record its answer in it too."""
-    state = request.app.state
-    pool: AsyncPool | None = state.pool
+    parts = services(request)
+    pool = parts.pool
     keyed = None if key is None else Keyed(key.value, fingerprint(request))
     if pool is not None:
         response, appended = await _on_postgres(pool, command, keyed, respond)
     else:
         response, appended = await in_thread(
-            request, _in_thread, state.engine, command, keyed, respond
+            request, _in_thread, parts.engine, command, keyed, respond
         )
-    metrics: Metrics = state.metrics
-    metrics.events_appended.inc(appended)  # counted once committed
+    parts.metrics.events_appended.inc(appended)  # counted once committed
     if appended:
-        hub: FeedHub = state.feed_hub
+        hub = parts.feed_hub
         hub.announce(command.context.user_id)  # live feeds, after the COMMIT
     return response
 

@@ -18,6 +18,7 @@ from tasktrail.api.problems import Problem, task_not_found
 from tasktrail.api.representation import events_response, next_page_link
 from tasktrail.api.routes.query import OwnTask, own_task_with_only, refuse_unknown_parameters
 from tasktrail.api.schemas import EventOut
+from tasktrail.api.services import services
 from tasktrail.database import read_connection
 from tasktrail.events.types import Event
 from tasktrail.queries.feed import FeedPage, user_feed
@@ -36,7 +37,7 @@ MAX_SEQ = 2**63 - 1
 async def read_task_history(
     request: Request, own: Annotated[OwnTask, Depends(own_task_with_only())]
 ) -> Response:
-    engine: Engine = request.app.state.engine
+    engine = services(request).engine
     history = await in_thread(request, _history, engine, own.user.user_id, own.task_id)
     if not history:
         raise task_not_found(own.task_id)
@@ -117,7 +118,7 @@ async def read_user_feed(
     if wants_event_stream(request):
         start = after if not last_event_id else _seq_of_last_event_id(last_event_id)
         return await event_stream_response(request, user, start)
-    engine: Engine = request.app.state.engine
+    engine = services(request).engine
     page = await in_thread(request, _feed, engine, user.user_id, after, limit)
     headers = {}
     if page.has_more:

@@ -12,9 +12,9 @@ from tasktrail.api.deps import EngineDep
 from tasktrail.api.openapi import problems
 from tasktrail.api.problems import RETRY_AFTER_SECONDS, Problem
 from tasktrail.api.representation import json_response
+from tasktrail.api.services import services
 from tasktrail.database import DatabaseUnavailable, read_connection
 from tasktrail.migrations.runner import current_revision, head_revision
-from tasktrail.pg_pool import AsyncPool
 from tasktrail.queries.audit import feed_horizon_held_seconds
 
 router = APIRouter(tags=["operations"])
@@ -38,7 +38,7 @@ async def healthz() -> Response:
 )
 async def readyz(request: Request, engine: EngineDep) -> Response:
     expected = head_revision()
-    pool: AsyncPool | None = request.app.state.pool
+    pool = services(request).pool
     try:
         found, held = await in_thread(request, _schema_and_horizon, engine, expected)
         if pool is not None:  # PostgreSQL's hot path has its own pool: it must answer too

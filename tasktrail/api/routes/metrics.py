@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
-from tasktrail.api.metrics import Metrics
+from tasktrail.api.services import services
 
 router = APIRouter(tags=["operations"])
 
@@ -27,7 +27,7 @@ router = APIRouter(tags=["operations"])
     responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
 async def metrics(request: Request) -> Response:
-    metrics: Metrics = request.app.state.metrics
+    metrics = services(request).metrics
     # Off the event loop: the rebuild's progress is a database read, multiprocess mode reads files.
     body = await anyio.to_thread.run_sync(metrics.render)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

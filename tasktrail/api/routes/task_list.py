@@ -26,8 +26,8 @@ from tasktrail.api.routes.query import (
     query_timestamp,
 )
 from tasktrail.api.schemas import TaskOut
+from tasktrail.api.services import services
 from tasktrail.database import read_connection
-from tasktrail.pg_pool import AsyncPool
 from tasktrail.queries.as_of import list_as_of
 from tasktrail.queries.cursor import Cursor, decode_cursor, encode_cursor, fingerprint
 from tasktrail.queries.hot_list import list_documents
@@ -211,7 +211,7 @@ async def _list(
         due_before=query_timestamp("due_before", due_before),
         due_after=query_timestamp("due_after", due_after),
         limit=limit,
-        **_continuing(cursor, bound_to, parsed_sort, request.app.state.cursor_key),
+        **_continuing(cursor, bound_to, parsed_sort, services(request).cursor_key),
     )
     instant = query_timestamp("as_of", as_of)
     page = await _page(request, query, instant)
@@ -220,7 +220,7 @@ async def _list(
         token = encode_cursor(
             Cursor(page.next_position.to_json(), page.snapshot_seq),
             bound_to,
-            request.app.state.cursor_key,
+            services(request).cursor_key,
         )
         headers["Link"] = next_page_link(request, cursor=token)
     return task_list_response(page.documents, headers)
@@ -229,13 +229,13 @@ async def _list(
 async def _page(request: Request, query: ListTasks, instant: datetime | None) -> DocumentPage:
     """The page: on PostgreSQL, the live list in one round trip on the event loop
     (queries/hot_list.py); the rest (as_of, a walk with changed tasks, SQLite) in a thread."""
-    pool: AsyncPool | None = request.app.state.pool
+    pool = services(request).pool
     if pool is not None and instant is None:
         async with pool.connection() as conn:
             page = await list_documents(conn, query)
         if page is not None:
             return page
-    return await in_thread(request, _read_page, request.app.state.engine, query, instant)
+    return await in_thread(request, _read_page, services(request).engine, query, instant)
 
 
 def _read_page(engine: Engine, query: ListTasks, instant: datetime | None) -> DocumentPage:

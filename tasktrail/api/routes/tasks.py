@@ -40,6 +40,7 @@ from tasktrail.api.schemas import (
     TaskPatch,
     TaskReplace,
 )
+from tasktrail.api.services import services
 from tasktrail.api.unit_of_work import Respond, run_write
 from tasktrail.api.write_request import (
     NewTaskWrite,
@@ -61,7 +62,6 @@ from tasktrail.commands.types import (
     UpdateTask,
 )
 from tasktrail.database import read_connection
-from tasktrail.pg_pool import AsyncPool
 from tasktrail.projections.document import TaskDocument, task_document
 from tasktrail.projections.state import TaskState
 from tasktrail.queries.as_of import task_as_of
@@ -165,7 +165,7 @@ async def _read(
     if instant is None:
         document = await _stored_document(request, user_id, task_id)
     else:
-        engine: Engine = request.app.state.engine
+        engine = services(request).engine
         document = await in_thread(request, _document_as_of, engine, user_id, task_id, instant)
     if document is None:
         raise task_not_found(task_id)
@@ -176,11 +176,11 @@ async def _read(
 
 async def _stored_document(request: Request, user_id: str, task_id: str) -> TaskDocument | None:
     """The task as stored: on PostgreSQL one round trip on the event loop, else in a thread."""
-    pool: AsyncPool | None = request.app.state.pool
+    pool = services(request).pool
     if pool is not None:
         async with pool.connection() as conn:
             return await get_task_document(conn, user_id, task_id)
-    return await in_thread(request, _document, request.app.state.engine, user_id, task_id)
+    return await in_thread(request, _document, services(request).engine, user_id, task_id)
 
 
 def _document(engine: Engine, user_id: str, task_id: str) -> TaskDocument | None:
