@@ -109,6 +109,20 @@ LIMIT 1
 """
 
 
+# The predefined roles (every pg_* role: no other may be named so) the login must not be a member
+# of either: pg_write_all_data writes every table, events.xact_id included, pg_read_all_data
+# reads every user's rows, and others read the server's files or signal its backends, none of
+# which row security or the service's grants bound. Not pg_database_owner: only the database's
+# owner is a member of it, implicitly, and PostgreSQL refuses to make anyone else one.
+_PREDEFINED_ROLE_SQL = """
+SELECT rolname FROM pg_roles
+WHERE rolname LIKE 'pg\\_%%' AND rolname <> 'pg_database_owner'
+  AND pg_has_role(%s, oid, 'MEMBER')
+ORDER BY rolname
+LIMIT 1
+"""
+
+
 def refuse_unbound_login(conn: psycopg.Connection[Any], name: str) -> bool:
     """Whether the role `name` exists; ValueError when row security would not bind it."""
     if conn.execute("SELECT FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is None:
@@ -121,6 +135,13 @@ def refuse_unbound_login(conn: psycopg.Connection[Any], name: str) -> bool:
         raise ValueError(
             f"{what} a superuser, a role that bypasses row security, the role migrating or the "
             "tables' owner: the service must connect as a role bound by them; name another"
+        )
+    predefined = conn.execute(_PREDEFINED_ROLE_SQL, (name,)).fetchone()
+    if predefined is not None:
+        raise ValueError(
+            f"{name} is a member of the predefined role {predefined[0]}, whose privileges row "
+            "security and the service's grants do not bound: revoke that membership or name "
+            "another login"
         )
     return True
 
