@@ -17,8 +17,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import anyio
 import pytest
@@ -90,8 +92,9 @@ class DrippingServer:
 
 @contextmanager
 def dripping_server(stage: str, tls: Certificate | None = None) -> Iterator[DrippingServer]:
-    """What drips, a byte at a time: the "head" (after the status line; it never ends) or the
-    "body" (after the whole head); over TLS with `tls`."""
+    """What drips, a byte at a time: the "head" (after the status line; it never ends), the
+    "body" (after the whole head), or a "greeting" sent before any request, as an FTP server's
+    (a line that never ends); over TLS with `tls`."""
     listener = socket.create_server(("127.0.0.1", 0))
     scheme = "https" if tls else "http"
     server = DrippingServer(f"{scheme}://127.0.0.1:{listener.getsockname()[1]}/api/auth/jwks")
@@ -104,7 +107,9 @@ def dripping_server(stage: str, tls: Certificate | None = None) -> Iterator[Drip
             context.load_cert_chain(tls.certificate, tls.key)
             connection = context.wrap_socket(accepted, server_side=True)
         with connection:
-            if stage == "head":
+            if stage == "greeting":
+                payload = b"220 " + b"a" * 10_000
+            elif stage == "head":
                 connection.recv(65536)  # the request
                 connection.sendall(b"HTTP/1.1 200 OK\r\n")
                 payload = b"X-Drip: " + b"a" * 10_000
@@ -205,3 +210,48 @@ def test_a_prompt_answer_is_read_whole() -> None:
         source = JwkSetSource()
         assert anyio.run(RemoteJwkSet(server.url, source, timeout=TIMEOUT).refresh) is True
         assert len(source.kids) == 2001
+
+
+@contextmanager
+def redirecting_server(location: str) -> Iterator[str]:
+    """A loopback HTTP server that answers every GET with a 302 to `location`; yields its URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+    )
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/api/auth/jwks"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_a_redirect_to_ftp_fails_at_once_without_connecting() -> None:
+    """urllib's default opener follows a 302 to ftp:// with an FTP connection no deadline
+    watches (a server that drips its greeting held its thread for as long as it dripped). The
+    fetch opens http and https only: the redirect fails at once, nothing is connected to and
+    no thread is left in the download."""
+    with (
+        dripping_server("greeting") as ftp,
+        redirecting_server(ftp.url.replace("http://", "ftp://", 1)) as url,
+    ):
+        remote = RemoteJwkSet(url, JwkSetSource(), timeout=5.0)
+        started = time.monotonic()
+        assert anyio.run(remote.refresh) is False
+        assert time.monotonic() - started < 1.0
+        assert ftp.connections == 0
+        assert threads_in_the_download() == []

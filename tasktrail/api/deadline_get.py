@@ -59,12 +59,35 @@ class DeadlineGet:
         """The body of the answer, at most `limit` bytes of it (ask for one more than you
         accept to tell a body over the cap). An error status raises urllib's HTTPError, as
         urlopen does (close it: it holds the connection)."""
-        opener = urllib.request.build_opener(_HTTPHandler(self), _HTTPSHandler(self))
+        opener = self._opener()
         try:
             with opener.open(request, timeout=self.remaining()) as response:
                 return self._read(response, limit)
         finally:
             self._forget_sockets()
+
+    def _opener(self) -> urllib.request.OpenerDirector:
+        """What an http(s) GET needs and nothing else. build_opener would add urllib's ftp:,
+        file: and data: handlers too, and a redirect to ftp:// would open an FTP connection no
+        deadline watches; here any scheme but http and https fails at once, "unknown url type".
+        The environment's proxies are used for http and https only, for the same reason."""
+        proxies = {
+            scheme: url
+            for scheme, url in urllib.request.getproxies().items()
+            if scheme in ("http", "https")
+        }
+        opener = urllib.request.OpenerDirector()
+        for handler in (
+            urllib.request.ProxyHandler(proxies),
+            _HTTPHandler(self),
+            _HTTPSHandler(self),
+            urllib.request.HTTPDefaultErrorHandler(),
+            urllib.request.HTTPRedirectHandler(),
+            urllib.request.HTTPErrorProcessor(),
+            urllib.request.UnknownHandler(),
+        ):
+            opener.add_handler(handler)
+        return opener
 
     def abort(self) -> None:
         """From any thread: the GET's blocking socket operation, if any, fails now."""
