@@ -1,4 +1,5 @@
-"""PROMETHEUS_MULTIPROC_DIR set to a directory with other files in it: serve refuses it, untouched.
+"""PROMETHEUS_MULTIPROC_DIR set to a directory with other files in it, or to a file: serve refuses
+it, untouched.
 
 serve removes an earlier run's metric files from the directory at start. It used to remove
 every *.db there: set to the data directory, that was the SQLite database.
@@ -82,3 +83,22 @@ def test_a_metrics_directory_holding_the_database_is_refused_and_left_as_it_was(
         listed = httpx2.get(f"{base_url}/api/{user}/tasks", headers=auth(user), timeout=10)
         assert listed.status_code == 200, listed.text
         assert [task["title"] for task in listed.json()] == ["kept"]
+
+
+def test_a_metrics_directory_that_is_a_file_is_refused_cleanly(tmp_path: Path) -> None:
+    """PROMETHEUS_MULTIPROC_DIR naming a file is refused at start, exit 2 with a message naming
+    the variable, not a traceback; the file is left as it was. So is a path under a file."""
+    env = {
+        "TASKTRAIL_DATABASE_URL": f"sqlite:///{tmp_path / 'tasktrail.db'}",
+        "BETTER_AUTH_SECRET": SECRET,
+    }
+    mistaken = tmp_path / "notes.txt"
+    mistaken.write_bytes(b"not yours to touch")
+    for chosen in (mistaken, mistaken / "metrics"):
+        code, output = serve_until_it_exits_or_answers(
+            tmp_path, PROMETHEUS_MULTIPROC_DIR=str(chosen), **env
+        )
+        assert code == 2, f"serve was not refused (exit {code}):\n{output[-2000:]}"
+        assert f"PROMETHEUS_MULTIPROC_DIR={chosen}" in output
+        assert "Traceback" not in output, output[-2000:]
+        assert mistaken.read_bytes() == b"not yours to touch"

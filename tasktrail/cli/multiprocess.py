@@ -40,8 +40,19 @@ def metrics_directory(workers: int) -> Iterator[str | None]:
     chosen = os.environ.get(MULTIPROCESS_DIRECTORY)
     if chosen:
         directory = Path(chosen)
-        directory.mkdir(parents=True, exist_ok=True)
-        entries = sorted(directory.iterdir())
+        if directory.exists() and not directory.is_dir():
+            fail(
+                f"{MULTIPROCESS_DIRECTORY}={chosen} is not a directory: give the workers' metric "
+                "files a directory of their own"
+            )
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            entries = sorted(directory.iterdir())
+        except OSError as error:  # a parent that is a file, no permission
+            fail(
+                f"{MULTIPROCESS_DIRECTORY}={chosen} cannot be used as the workers' metrics "
+                f"directory: {error.strerror or error}"
+            )
         foreign = [entry.name for entry in entries if not _is_prometheus_file(entry)]
         if foreign:
             fail(
