@@ -143,6 +143,19 @@ def migrated(url: str) -> str:
     return url
 
 
+@pytest.fixture
+def owner_url() -> Iterator[str]:
+    """A migrated PostgreSQL database of this test alone, as its owner (the roles' tests)."""
+    with scratch_postgres_database("tasktrail_roles") as url:
+        yield migrated(url)
+
+
+@pytest.fixture
+def service_url(owner_url: str) -> str:
+    """The same database as the service's login role."""
+    return as_service(owner_url)
+
+
 @pytest.fixture(scope="session")
 def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     path: Path = tmp_path_factory.mktemp("sqlite") / "tasktrail.db"

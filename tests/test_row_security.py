@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextvars
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +39,7 @@ from tests.conftest import (
     as_service,
     auth,
     make_settings,
-    migrated,
     new_user_id,
-    scratch_postgres_database,
 )
 from tests.processes import run_cli, served
 
@@ -50,17 +48,6 @@ INSUFFICIENT_PRIVILEGE = "42501"
 
 def libpq(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-@pytest.fixture
-def owner_url() -> Iterator[str]:
-    with scratch_postgres_database("tasktrail_rls") as url:
-        yield migrated(url)
-
-
-@pytest.fixture
-def service_url(owner_url: str) -> str:
-    return as_service(owner_url)
 
 
 def service_app(owner_url: str) -> FastAPI:

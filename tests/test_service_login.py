@@ -15,11 +15,12 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
-from sqlalchemy import make_url
+from sqlalchemy import URL, make_url
 
 from tests.conftest import scratch_postgres_database
 from tests.private_postgres import PrivateCluster, private_cluster
@@ -71,6 +72,27 @@ def stored_password(cluster: PrivateCluster, name: str) -> str | None:
         found = row.fetchone()
     assert found is not None, f"no role {name}"
     return found[0]  # type: ignore[no-any-return]
+
+
+def assert_nothing_changed(admin: psycopg.Connection[Any], database: URL, roles: list[str]) -> None:
+    """A refused --service-login: none of `roles` joined tasktrail_service or got a password,
+    and the database was not migrated."""
+    memberships = admin.execute(
+        "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
+        " WHERE r.rolname = 'tasktrail_service'"
+        " AND m.member IN (SELECT oid FROM pg_roles WHERE rolname = ANY(%s))",
+        (roles,),
+    ).fetchone()
+    assert memberships == (0,)
+    passwords = admin.execute(
+        "SELECT count(rolpassword) FROM pg_authid WHERE rolname = ANY(%s)", (roles,)
+    ).fetchone()
+    assert passwords == (0,)
+    with psycopg.connect(database.render_as_string(hide_password=False)) as in_database:
+        tables = in_database.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ).fetchone()
+    assert tables == (0,), "migrated before refusing"
 
 
 def test_the_password_reaches_postgresql_only_as_a_scram_verifier(
@@ -143,25 +165,7 @@ def test_a_member_of_the_tables_owner_is_refused_and_nothing_changes(tmp_path: P
                     if through is not None:
                         assert f"member of {through}" in refused.stderr
                     assert "newest schema revision" not in refused.stdout
-                memberships = admin.execute(
-                    "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
-                    " WHERE r.rolname = 'tasktrail_service'"
-                    " AND m.member IN (SELECT oid FROM pg_roles WHERE rolname = ANY(%s))",
-                    ([direct, indirect, owner],),
-                ).fetchone()
-                assert memberships == (0,)
-                passwords = admin.execute(
-                    "SELECT count(rolpassword) FROM pg_authid WHERE rolname = ANY(%s)",
-                    ([direct, indirect, owner],),
-                ).fetchone()
-                assert passwords == (0,)
-                with psycopg.connect(
-                    admin_info.render_as_string(hide_password=False)
-                ) as in_database:
-                    tables = in_database.execute(
-                        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
-                    ).fetchone()
-                assert tables == (0,), "migrated before refusing"
+                assert_nothing_changed(admin, admin_info, [direct, indirect, owner])
             finally:
                 admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
                 for role in (indirect, direct, group, owner):
@@ -199,25 +203,7 @@ def test_a_member_of_a_predefined_role_is_refused_and_nothing_changes(tmp_path: 
                     assert f"member of the predefined role {through}" in refused.stderr
                     assert "Traceback" not in refused.stderr
                     assert "newest schema revision" not in refused.stdout
-                memberships = admin.execute(
-                    "SELECT count(*) FROM pg_auth_members m JOIN pg_roles r ON r.oid = m.roleid"
-                    " WHERE r.rolname = 'tasktrail_service'"
-                    " AND m.member IN (SELECT oid FROM pg_roles WHERE rolname = ANY(%s))",
-                    ([direct, indirect],),
-                ).fetchone()
-                assert memberships == (0,)
-                passwords = admin.execute(
-                    "SELECT count(rolpassword) FROM pg_authid WHERE rolname = ANY(%s)",
-                    ([direct, indirect],),
-                ).fetchone()
-                assert passwords == (0,)
-                with psycopg.connect(
-                    admin_info.render_as_string(hide_password=False)
-                ) as in_database:
-                    tables = in_database.execute(
-                        "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
-                    ).fetchone()
-                assert tables == (0,), "migrated before refusing"
+                assert_nothing_changed(admin, admin_info, [direct, indirect])
             finally:
                 for role in (indirect, direct, group):
                     admin.execute(f"DROP ROLE IF EXISTS {role}")

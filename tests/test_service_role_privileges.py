@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextvars
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,27 +37,13 @@ from tasktrail.row_security import DatabaseScope, scope_to_user
 from tasktrail.schema import events
 from tests.conftest import (
     SERVICE_LOGIN,
-    as_service,
     auth,
     make_settings,
-    migrated,
     new_user_id,
-    scratch_postgres_database,
 )
 from tests.test_row_security import INSUFFICIENT_PRIVILEGE, as_service_in, libpq
 
 ROLE = "tasktrail_service"
-
-
-@pytest.fixture
-def owner_url() -> Iterator[str]:
-    with scratch_postgres_database("tasktrail_privileges") as url:
-        yield migrated(url)
-
-
-@pytest.fixture
-def service_url(owner_url: str) -> str:
-    return as_service(owner_url)
 
 
 # --- The commit order is the database's ---------------------------------------------------------
