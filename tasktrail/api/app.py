@@ -14,7 +14,6 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy import Engine, exc, text
-from starlette.routing import Route
 
 from tasktrail import __version__
 from tasktrail.api.auth import KeySource, SharedSecret, TokenVerifier
@@ -167,7 +166,6 @@ def create_app(
         burst=settings.user_burst or max(1, math.ceil(settings.user_rate * 2)),
     )
     metrics = Metrics(database, pool)
-    install_problem_handlers(app)
     # The audit routes first: /api/audit/events must not be read as the feed of a user "audit".
     routers = (
         health.router,
@@ -179,6 +177,7 @@ def create_app(
     )
     for router in routers:
         app.include_router(router)
+    install_problem_handlers(app, [route for router in routers for route in router.routes])
     app.state.services = Services(
         settings=settings,
         engine=database,
@@ -189,10 +188,6 @@ def create_app(
         fair_share=fair_share,
         remote_jwks=remote_jwks,
         metrics=metrics,
-        # The routes by path, for the Allow header of a 405 (Starlette's names one route's).
-        api_routes=[
-            route for router in routers for route in router.routes if isinstance(route, Route)
-        ],
     )
     # Added innermost first. From the outside: request id and log line (every response has an
     # id), then CORS (so errors, 500s included, carry its headers), then the last-resort 500,

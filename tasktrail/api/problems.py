@@ -14,9 +14,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
-from tasktrail.api.services import services
 from tasktrail.commands.errors import NothingToRestore, TaskNotFound, VersionConflict
 from tasktrail.database import DatabaseUnavailable
 
@@ -137,7 +137,9 @@ def problem_response(scope: Scope, problem: Problem) -> Response:
     )
 
 
-def install_problem_handlers(app: FastAPI) -> None:
+def install_problem_handlers(app: FastAPI, routes: Sequence[BaseRoute]) -> None:
+    """`routes`: the API's, for the Allow header of a 405 (Starlette's names one route's)."""
+
     async def on_problem(request: Request, error: Exception) -> Response:
         assert isinstance(error, Problem)  # noqa: S101 - registered for this type only
         return problem_response(request.scope, error)
@@ -169,7 +171,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, StarletteHTTPException)  # noqa: S101
-        return problem_response(request.scope, http_problem(request, error))
+        return problem_response(request.scope, http_problem(request, error, routes))
 
     app.add_exception_handler(Problem, on_problem)
     for domain_error in (TaskNotFound, VersionConflict, NothingToRestore):
@@ -206,26 +208,27 @@ def domain_problem(error: Exception) -> Problem:
             return Problem(500, "The request failed on the server's side.")
 
 
-def allowed_methods(request: Request) -> list[str]:
+def allowed_methods(path: str, routes: Sequence[BaseRoute]) -> list[str]:
     """Every method some route serves at this path (Starlette's 405 names one route's only)."""
     methods: set[str] = set()
-    path = request.url.path
-    for route in services(request).api_routes:
-        if route.methods and route.path_regex.match(path):
+    for route in routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
             methods.update(route.methods)
     if "GET" in methods:
         methods.add("HEAD")  # head.py serves it
     return sorted(methods)
 
 
-def http_problem(request: Request, error: StarletteHTTPException) -> Problem:
+def http_problem(
+    request: Request, error: StarletteHTTPException, routes: Sequence[BaseRoute]
+) -> Problem:
     headers = dict(error.headers or {})
     if error.status_code == 404:
         return Problem(
             404, f"No route matches {request.url.path}: see /docs for the API.", headers=headers
         )
     if error.status_code == 405:
-        allowed = ", ".join(allowed_methods(request))
+        allowed = ", ".join(allowed_methods(request.url.path, routes))
         headers["Allow"] = allowed
         return Problem(
             405,

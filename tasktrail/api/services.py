@@ -7,7 +7,6 @@ untyped attributes off Starlette's `State`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -15,7 +14,6 @@ if TYPE_CHECKING:
     from sqlalchemy import Engine
     from starlette.applications import Starlette
     from starlette.requests import HTTPConnection
-    from starlette.routing import Route
 
     from tasktrail.api.auth import TokenVerifier
     from tasktrail.api.fair_share import FairShare
@@ -37,7 +35,6 @@ class Services:
     fair_share: FairShare
     remote_jwks: RemoteJwkSet | None  # TASKTRAIL_JWKS_URL's set, kept fresh
     metrics: Metrics
-    api_routes: Sequence[Route]  # for the Allow header of a 405
 
 
 def services(connection: HTTPConnection) -> Services:
