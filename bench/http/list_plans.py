@@ -1,6 +1,6 @@
 """PostgreSQL plans of the list queries for one user's 1 000 tasks among 1 000 000.
 
-    uv run python bench/list_plans.py [--users 1000] [--tasks-per-user 1000]
+    uv run python -m bench.http.list_plans [--users 1000] [--tasks-per-user 1000]
 
 Fills the read model of a scratch database with generated rows (SQL, in one statement), then
 runs the exact statements `queries.tasks.list_tasks` sends, under EXPLAIN (ANALYZE, BUFFERS), for

@@ -1,7 +1,7 @@
 """The yardstick: the least a FastAPI app can do to serve one task, on the service's own table.
 
     BARE_APP_DATABASE_URL=postgresql://... BARE_APP_POOL_SIZE=10 \\
-        python -m uvicorn bare_app:create_async_app --factory --app-dir bench \\
+        python -m uvicorn bench.http.bare_app:create_async_app --factory \\
         --loop uvloop --http httptools --workers 1 --no-access-log --log-level warning
 
 One route, `GET /tasks/{task_id}`: one primary-key read of the `tasks` table through a pool of

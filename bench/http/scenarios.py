@@ -155,6 +155,6 @@ SCENARIOS: tuple[Scenario, ...] = (
 # Scenarios whose rows measure something other than tasktrail's API, for comparison.
 REFERENCES = frozenset({"client_ceiling", "healthz", BARE_READ, "bare_read_sync", "pgbench_create"})
 # The reference request, sent to a canned-answer stub server instead of tasktrail: what the load
-# client alone can drive on this machine (see stubserver.py).
+# client alone can drive on this machine (see stub_server.py).
 CLIENT_CEILING = Scenario("client_ceiling", "client ceiling (stub)", UserPool.ANONYMOUS, _healthz)
 SCENARIOS_BY_NAME = {scenario.name: scenario for scenario in (*SCENARIOS, CLIENT_CEILING)}

@@ -1,12 +1,13 @@
 """`tasktrail serve --workers 2` against one worker: get one at 10 users, with wrk.
 
-    uv run --group bench python bench/workers.py [--rounds 3] [--duration 10] [--connections 10]
+    uv run --group bench python -m bench.http.workers [--rounds 3] [--duration 10]
+        [--connections 10]
 
 wrk (Debian's package) is the load: it costs a fraction of the Python load client's CPU per
 request, and on a 2-core machine every microsecond the client spends is taken from the servers
 being compared. Each round serves the same seeded database with one worker, then two, then the
-bare single-row read (bench/bare_app.py) as the same run's yardstick, so that the machine's drift
-over minutes falls on all three alike. Per cell it prints req/s and where the CPU went (the
+bare single-row read (bench/http/bare_app.py) as the same run's yardstick, so that the machine's
+drift over minutes falls on all three alike. Per cell it prints req/s and where the CPU went (the
 server's processes, PostgreSQL's backends, wrk, the rest of the machine), per request; then the
 medians, the ratio of two workers to one, and the ceiling that CPU accounting puts on that ratio:
 
@@ -42,25 +43,22 @@ from datetime import timedelta
 from pathlib import Path
 
 import psycopg
-from procstat import children_cpu_seconds, take_snapshot, usage_between
-from profile_layers import shares, table
-from stack import (
-    Server,
+
+from bench.common.procstat import children_cpu_seconds, take_snapshot, usage_between
+from bench.common.stack import (
+    DEFAULT_ADMIN_URL,
     backend_pids,
     libpq_url,
-    mint_token,
-    running_bare_app,
-    running_server,
     scratch_database,
-    seed_tasks,
-    service_login,
-    task_ids_by_user,
     vacuum_analyze,
 )
+from bench.http.profile_layers import shares, table
+from bench.http.seeding import mint_token, seed_tasks, task_ids_by_user
+from bench.http.servers import Server, running_bare_app, running_server, service_login
 
 USERS = 10
 TASKS_EACH = 10
-POOL_SIZE = 10  # per worker, as http_load.py
+POOL_SIZE = 10  # per worker, as bench.http.load
 WARMUP_SECONDS = 3
 _REQUESTS_PER_SECOND = re.compile(rb"Requests/sec:\s+([\d.]+)")
 _NON_2XX = re.compile(rb"Non-2xx or 3xx responses:\s+(\d+)")
@@ -305,9 +303,7 @@ def main() -> int:
     )
     parser.add_argument(
         "--postgres-url",
-        default=os.environ.get(
-            "TASKTRAIL_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-        ),
+        default=os.environ.get("TASKTRAIL_TEST_POSTGRES_URL", DEFAULT_ADMIN_URL),
     )
     options = parser.parse_args()
     if shutil.which("wrk") is None:

@@ -1,12 +1,13 @@
 """Tasks for the update scenarios at one user: one with a long history, one fresh.
 
 The long history is written in seconds instead of minutes: the task is created through the
-service's command handler, and its next events are generated with rebuild_speed.py's generator
-(the same mix of title and priority changes, toggles, deletes and restores, each event hashed and
-chained with `tasktrail.events.chain`) and loaded with COPY, in the same transaction, after which
-the projector writes the task's row (`fold`, then `inline.apply`) and the stream's head moves to
-the last event: the state the handler would have left after as many requests, but the events'
-times are a minute apart, ending before the benchmark sends its first PATCH.
+service's command handler, and its next events are generated with the rebuild benchmark's mix
+(`bench.common.task_mix`: title and priority changes, toggles, deletes and restores, each event
+hashed and chained with `tasktrail.events.chain`) and loaded with COPY (`bench.common.event_rows`),
+in the same transaction, after which the projector writes the task's row (`fold`, then
+`inline.apply`) and the stream's head moves to the last event: the state the handler would have
+left after as many requests, but the events' times are a minute apart, ending before the
+benchmark sends its first PATCH.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from typing import Any, cast
 
 import psycopg
 import uuid_utils
-from rebuild_speed import EVENT_COLUMNS, _change, _copy_statement, _Draft, _event_line
 from sqlalchemy import Connection, update
-from stack import bench_settings
 
+from bench.common.event_rows import EVENT_COLUMNS, copy_statement, event_line
+from bench.common.task_mix import Draft, change
+from bench.http.seeding import bench_settings
 from tasktrail.commands import handlers
 from tasktrail.commands.types import CommandContext, CreateTask, TaskFields
 from tasktrail.database import create_database_engine, write_transaction
@@ -71,12 +73,12 @@ def seed_long_history(
         with write_transaction(engine) as conn:
             task_id = _create(conn, user_id, "Renew the passport", clock=lambda: first_at)
             history = read_task_stream(conn, user_id, task_id)
-            draft = _Draft(
+            draft = Draft(
                 task_id, version=1, title="Renew the passport", priority=0, completed=False
             )
             # One more event when the last one deleted the task: a PATCH needs a live task.
             while len(history) < events_total or draft.deleted:
-                kind, data = _change(draft, rng)  # rebuild_speed's mix; it updates the draft
+                kind, data = change(draft, rng)  # the rebuild benchmark's mix; it updates the draft
                 draft.version += 1
                 previous = history[-1]
                 unsealed = Event(
@@ -115,5 +117,5 @@ def _copy_events(conn: Connection, new_events: list[Event]) -> None:
     # The driver's own connection, inside the transaction SQLAlchemy began: COPY is all or
     # nothing with the rest of the seed.
     raw = cast(psycopg.Connection[Any], conn.connection.dbapi_connection)
-    with raw.cursor() as cursor, cursor.copy(_copy_statement("events", EVENT_COLUMNS)) as copy:
-        copy.write("".join(_event_line(event) for event in new_events))
+    with raw.cursor() as cursor, cursor.copy(copy_statement("events", EVENT_COLUMNS)) as copy:
+        copy.write("".join(event_line(event) for event in new_events))

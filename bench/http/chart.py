@@ -15,7 +15,8 @@ matplotlib.use("Agg")  # before pyplot: no display, wherever the benchmark runs
 
 import matplotlib.pyplot as plt  # after matplotlib.use: the backend is chosen first
 from matplotlib.axes import Axes
-from report import Cell
+
+from bench.http.report import Cell
 
 # Not drawn: the stub measures the load client, not a server.
 _LEFT_OUT = frozenset({"client_ceiling"})

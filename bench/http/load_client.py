@@ -30,7 +30,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
 import uvloop
-from scenarios import SCENARIOS_BY_NAME, Request, Scenario, VirtualUser
+
+from bench.http.scenarios import SCENARIOS_BY_NAME, Request, Scenario, VirtualUser
 
 HOST = "127.0.0.1"
 SAMPLES_KEPT = 5  # error bodies kept per cell, to say precisely what went wrong

@@ -12,9 +12,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from loadclient import CellResult
-from procstat import CpuUsage
-from scenarios import BARE_READ, REFERENCES
+from bench.common.procstat import CpuUsage
+from bench.http.load_client import CellResult
+from bench.http.scenarios import BARE_READ, REFERENCES
 
 
 @dataclass(frozen=True, slots=True)

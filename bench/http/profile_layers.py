@@ -1,6 +1,6 @@
 """Where a request's time goes, by layer, from py-spy's raw (folded) profiles.
 
-    uv run python bench/profile_layers.py PROFILE.txt [PROFILE.txt ...]
+    uv run python -m bench.http.profile_layers PROFILE.txt [PROFILE.txt ...]
 
 Each argument is the output of `py-spy record -f raw` (one line per distinct stack: the frames,
 outermost first, separated by ";", then the sample count). Files given together are added up,

@@ -1,6 +1,6 @@
 """The single-task read under row security, four ways, in one process: client CPU per read.
 
-    uv run python bench/scoped_read.py            # about 20 s; a table on stdout
+    uv run python -m bench.http.scoped_read            # about 20 s; a table on stdout
 
 A scratch database (migrated, with the service's login role, one task), then 10 concurrent
 readers on a pool of 10 autocommit connections, as the service reads. Each variant reads the same
@@ -26,8 +26,10 @@ from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
-from stack import libpq_url, scratch_database, seed_tasks, service_login
 
+from bench.common.stack import libpq_url, scratch_database
+from bench.http.seeding import seed_tasks
+from bench.http.servers import service_login
 from tasktrail.pg_pool import AsyncConnection
 from tasktrail.row_security import SET_SCOPE_SQL, DatabaseScope
 

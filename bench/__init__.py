@@ -1,0 +1,1 @@
+"""The benchmarks: bench/README.md says what each measures and how to run it."""
