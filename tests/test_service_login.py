@@ -20,11 +20,12 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.conninfo import make_conninfo
-from sqlalchemy import URL, make_url
+from sqlalchemy import URL, create_engine, make_url
 
 from tests.conftest import scratch_postgres_database
 from tests.private_postgres import PrivateCluster, private_cluster
 from tests.processes import run_cli
+from tests.test_document_migration import migrate
 
 ROOT = Path(__file__).resolve().parent.parent
 INIT_SCRIPT = ROOT / "deploy" / "postgres-initdb.sh"
@@ -263,3 +264,47 @@ def test_compose_init_script_makes_an_ordinary_owner_that_migrates_and_makes_the
         assert api.execute(
             "SELECT row_security_active('tasks'), pg_has_role('tasktrail_service', 'MEMBER')"
         ).fetchone() == (True, True)
+
+
+def test_a_deploy_onto_a_database_0012_put_in_pg_read_all_stats_upgrades_and_keeps_its_login(
+    tmp_path: Path, scram_cluster: PrivateCluster
+) -> None:
+    """compose's migrate runs `db upgrade --service-login tasktrail_api` at every deploy. On a
+    database at 0014, whose tasktrail_service 0012 put in pg_read_all_stats, the login reaches
+    that role through tasktrail_service until 0015 takes it out: refused before migrating, the
+    deploy would never get to 0015. It migrates, then checks: the role is out, the login in."""
+    database = f"tasktrail_old_{uuid.uuid4().hex[:8]}"
+    name = f"tasktrail_api_{uuid.uuid4().hex[:8]}"
+    password = f"api-{uuid.uuid4().hex}"
+    with psycopg.connect(scram_cluster.url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{database}"')
+    owner_url = f"postgresql://postgres@127.0.0.1:{scram_cluster.port}/{database}"
+
+    def deploy() -> subprocess.CompletedProcess[str]:
+        return run_cli(
+            *("db", "upgrade", "--service-login", name),
+            cwd=tmp_path,
+            TASKTRAIL_DATABASE_URL=owner_url,
+            TASKTRAIL_SERVICE_PASSWORD=password,
+        )
+
+    assert deploy().returncode == 0
+    engine = create_engine(make_url(owner_url).set(drivername="postgresql+psycopg"))
+    try:
+        with engine.begin() as conn:
+            migrate(conn, "downgrade", "0014")
+            conn.exec_driver_sql("GRANT pg_read_all_stats TO tasktrail_service")  # as 0012 did
+    finally:
+        engine.dispose()
+
+    again = deploy()
+    assert again.returncode == 0, again.stderr
+    with psycopg.connect(scram_cluster.url) as admin:
+        still = admin.execute(
+            "SELECT pg_has_role('tasktrail_service', 'pg_read_all_stats', 'MEMBER'),"
+            " pg_has_role(%s, 'tasktrail_service', 'MEMBER')",
+            (name,),
+        ).fetchone()
+    assert still == (False, True)
+    with psycopg.connect(conninfo(scram_cluster, name, password, database)) as login:
+        assert login.execute("SELECT row_security_active('tasks')").fetchone() == (True,)

@@ -69,10 +69,15 @@ SERVICE_PASSWORD = "TASKTRAIL_SERVICE_PASSWORD"  # noqa: S105  the variable's na
 
 
 def check_service_login(settings: Settings, name: str) -> None:
-    """Refuse (ValueError) a login the service must not connect as, before anything changes."""
+    """Refuse (ValueError) a login the service must not connect as, before anything changes.
+
+    What the login reaches through tasktrail_service is left to the check made after the
+    migrations, with the change: they are what set that role's memberships (0012 put it in
+    pg_read_all_stats, 0015 takes it out), so before them it may still hold what they remove.
+    """
     owner = service_login_owner(settings)
     with psycopg.connect(conninfo_of(owner), connect_timeout=owner.connect_timeout) as conn:
-        refuse_unbound_login(conn, name)
+        refuse_unbound_login(conn, name, not_through=SERVICE_ROLE)
 
 
 def ensure_service_login(settings: Settings, name: str, password: str) -> None:
@@ -96,38 +101,62 @@ def service_login_owner(settings: Settings) -> Settings:
     return owner
 
 
-# The roles the service's login must not be, nor be a member of (pg_has_role's MEMBER: directly
-# or through other roles, whether it inherits their privileges or may only SET ROLE to them):
-# a superuser, a role that bypasses row security, the role migrating or the tables' owner.
-_UNBOUND_LOGIN_SQL = """
-SELECT rolname FROM pg_roles
-WHERE (rolsuper OR rolbypassrls OR rolname = current_user
-       OR rolname IN (SELECT tableowner FROM pg_tables WHERE schemaname = current_schema()))
-  AND pg_has_role(%s, oid, 'MEMBER')
-ORDER BY rolname = %s DESC, rolname
-LIMIT 1
+# Every role the login is or is a member of, directly or through other roles, whether it inherits
+# their privileges or may only SET ROLE to them (pg_has_role's MEMBER), but not through the role
+# named `not_through` (None: through any).
+_REACHED = """
+WITH RECURSIVE reached(oid) AS (
+    SELECT oid FROM pg_roles WHERE rolname = %(name)s
+    UNION
+    SELECT m.roleid FROM pg_auth_members AS m
+    JOIN reached AS r ON m.member = r.oid
+    JOIN pg_roles AS g ON g.oid = m.roleid
+    WHERE g.rolname IS DISTINCT FROM %(not_through)s
+)
 """
 
-
-# The predefined roles (every pg_* role: no other may be named so) the login must not be a member
-# of either: pg_write_all_data writes every table, events.xact_id included, pg_read_all_data
-# reads every user's rows, and others read the server's files or signal its backends, none of
-# which row security or the service's grants bound. Not pg_database_owner: only the database's
-# owner is a member of it, implicitly, and PostgreSQL refuses to make anyone else one.
-_PREDEFINED_ROLE_SQL = """
+# Of those, the first that row security does not bind: a superuser, a role that bypasses row
+# security, the role migrating or the tables' owner (the login itself first).
+_UNBOUND_LOGIN_SQL = (
+    _REACHED  # noqa: S608 - two constants of this module; the name is a bound parameter
+    + """
 SELECT rolname FROM pg_roles
-WHERE rolname LIKE 'pg\\_%%' AND rolname <> 'pg_database_owner'
-  AND pg_has_role(%s, oid, 'MEMBER')
+WHERE oid IN (SELECT oid FROM reached)
+  AND (rolsuper OR rolbypassrls OR rolname = current_user
+       OR rolname IN (SELECT tableowner FROM pg_tables WHERE schemaname = current_schema()))
+ORDER BY rolname = %(name)s DESC, rolname
+LIMIT 1
+"""
+)
+
+
+# And the predefined roles (every pg_* role: no other may be named so) the login must not be a
+# member of either: pg_write_all_data writes every table, events.xact_id included,
+# pg_read_all_data reads every user's rows, and others read the server's files or signal its
+# backends, none of which row security or the service's grants bound. Not pg_database_owner:
+# only the database's owner is a member of it, implicitly, and PostgreSQL refuses to make anyone
+# else one.
+_PREDEFINED_ROLE_SQL = (
+    _REACHED  # noqa: S608 - two constants of this module; the name is a bound parameter
+    + """
+SELECT rolname FROM pg_roles
+WHERE oid IN (SELECT oid FROM reached)
+  AND rolname LIKE 'pg\\_%%' AND rolname <> 'pg_database_owner'
 ORDER BY rolname
 LIMIT 1
 """
+)
 
 
-def refuse_unbound_login(conn: psycopg.Connection[Any], name: str) -> bool:
-    """Whether the role `name` exists; ValueError when row security would not bind it."""
+def refuse_unbound_login(
+    conn: psycopg.Connection[Any], name: str, *, not_through: str | None = None
+) -> bool:
+    """Whether the role `name` exists; ValueError when row security would not bind it (what it
+    reaches through the role `not_through` aside)."""
     if conn.execute("SELECT FROM pg_roles WHERE rolname = %s", (name,)).fetchone() is None:
         return False
-    unbound = conn.execute(_UNBOUND_LOGIN_SQL, (name, name)).fetchone()
+    names = {"name": name, "not_through": not_through}
+    unbound = conn.execute(_UNBOUND_LOGIN_SQL, names).fetchone()
     if unbound is not None:
         what = (
             f"{name} is" if unbound[0] == name else f"{name} is a member of {unbound[0]}, which is"
@@ -136,7 +165,7 @@ def refuse_unbound_login(conn: psycopg.Connection[Any], name: str) -> bool:
             f"{what} a superuser, a role that bypasses row security, the role migrating or the "
             "tables' owner: the service must connect as a role bound by them; name another"
         )
-    predefined = conn.execute(_PREDEFINED_ROLE_SQL, (name,)).fetchone()
+    predefined = conn.execute(_PREDEFINED_ROLE_SQL, names).fetchone()
     if predefined is not None:
         raise ValueError(
             f"{name} is a member of the predefined role {predefined[0]}, whose privileges row "
