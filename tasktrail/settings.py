@@ -66,10 +66,10 @@ class Settings(BaseSettings):
     )
     sse_streams_per_user: int = Field(5, ge=1, validation_alias="TASKTRAIL_SSE_STREAMS_PER_USER")
     sse_poll_seconds: float = Field(0.5, gt=0, validation_alias="TASKTRAIL_SSE_POLL_SECONDS")
-    # Each user's fair share of a process (api/fair_share.py): requests served at once, more
+    # Each user's fair share of a process (api/http/fair_share.py): requests served at once, more
     # waiting in line, and an optional rate (requests a second; 0 is none) with its burst.
     # Each request's line and headers: at most so many bytes (431), complete within so many
-    # seconds of the connection or of their first byte (408). api/bounded_http.py.
+    # seconds of the connection or of their first byte (408). api/http/bounded_http.py.
     header_bytes: int = Field(64 * 1024, ge=4096, validation_alias="TASKTRAIL_HEADER_BYTES")
     header_timeout: float = Field(10.0, gt=0, validation_alias="TASKTRAIL_HEADER_TIMEOUT")
     user_concurrency: int = Field(6, ge=1, validation_alias="TASKTRAIL_USER_CONCURRENCY")

@@ -28,7 +28,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, make_url
 
 from tasktrail.api.app import create_app
-from tasktrail.api.bounded_http import BoundedHttpToolsProtocol
+from tasktrail.api.http.bounded_http import BoundedHttpToolsProtocol
 from tasktrail.api.services import services_of_app
 from tasktrail.database import create_database_engine
 from tasktrail.logs import configure_logging

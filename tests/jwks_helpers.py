@@ -23,7 +23,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 from sqlalchemy import Engine
 
 from tasktrail.api.app import create_app
-from tasktrail.api.jwks_fetch import REFETCH_INTERVAL_SECONDS
+from tasktrail.api.auth.jwks_fetch import REFETCH_INTERVAL_SECONDS
 from tests.conftest import make_settings
 
 # Better Auth's base URL: its JWT plugin writes it into both iss and aud.

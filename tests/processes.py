@@ -131,7 +131,7 @@ def _no_worker_outlives(group: int, log: Path) -> None:
     """A worker left running after `serve` exited would hold the port and the database: killed
     here, with a warning. Seen in the killed-worker test (tests/test_metrics_workers.py): the
     replacement worker uvicorn had just started, and multiprocessing's resource tracker, outlived
-    `serve`. Workers now stop when their supervisor is gone (api/supervisor_watch.py,
+    `serve`. Workers now stop when their supervisor is gone (api/http/supervisor_watch.py,
     tests/test_serve_supervisor.py); this stays as the net that would show it again."""
     deadline = time.monotonic() + 5  # a worker that is exiting on its own gets a moment
     while True:

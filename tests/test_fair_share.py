@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine, text
 
 from tasktrail.api.app import create_app
-from tasktrail.api.fair_share import FairShare
+from tasktrail.api.http.fair_share import FairShare
 from tasktrail.api.services import services_of_app
 from tests.conftest import auth, live_server, make_settings, new_user_id
 from tests.sse_client import SseStream

@@ -1,4 +1,4 @@
-"""A route that reads its own request (api/handled_route.py) answers exactly as FastAPI's own
+"""A route that reads its own request (api/routes/handled.py) answers exactly as FastAPI's own
 resolution of its declared parameters would: a corpus of requests, good, bad and hostile, goes
 through both handlers of each such route, and every answer must be the same, byte for byte.
 Both engines.
@@ -19,8 +19,8 @@ from fastapi.routing import request_response
 from fastapi.testclient import TestClient
 from starlette.routing import Match
 
-from tasktrail.api.fair_share import FairShare
-from tasktrail.api.handled_route import HandledRoute, Handler
+from tasktrail.api.http.fair_share import FairShare
+from tasktrail.api.routes.handled import HandledRoute, Handler
 from tasktrail.api.services import services_of_app
 from tests.conftest import Api, auth, make_token, new_user_id
 

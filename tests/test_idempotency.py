@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import Engine, func, select, update
 
-from tasktrail.api.idempotency import purge_expired
+from tasktrail.api.writes.idempotency import purge_expired
 from tasktrail.schema import events, idempotency_keys
 from tests.conftest import Api, auth, live_server
 

@@ -29,9 +29,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tasktrail.api import jwks_fetch
-from tasktrail.api.jwks import JwkSetSource
-from tasktrail.api.jwks_fetch import RemoteJwkSet
+from tasktrail.api.auth import jwks_fetch
+from tasktrail.api.auth.jwks import JwkSetSource
+from tasktrail.api.auth.jwks_fetch import RemoteJwkSet
 from tests.jwks_helpers import jwk_set, jwks_server, make_key
 
 DRIP_SECONDS = 0.5

@@ -13,8 +13,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
 from tasktrail.api.app import create_app
-from tasktrail.api.jwks import JwkSetSource
-from tasktrail.api.jwks_fetch import MAX_JWKS_BYTES, REFETCH_INTERVAL_SECONDS, RemoteJwkSet
+from tasktrail.api.auth.jwks import JwkSetSource
+from tasktrail.api.auth.jwks_fetch import MAX_JWKS_BYTES, REFETCH_INTERVAL_SECONDS, RemoteJwkSet
 from tests.conftest import auth, free_tcp_port, live_server, make_settings, new_user_id
 from tests.jwks_helpers import (
     JwksServer,

@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import Engine
 
 from tasktrail.api.app import create_app
-from tasktrail.api.event_stream import RECONNECT_MS, _messages, message
-from tasktrail.api.live_feed import FeedHub, sqlite_poller
-from tasktrail.api.metrics import Metrics
+from tasktrail.api.http.metrics import Metrics
+from tasktrail.api.live.hub import FeedHub, sqlite_poller
+from tasktrail.api.routes.event_stream import RECONNECT_MS, _messages, message
 from tasktrail.database import read_connection
 from tasktrail.queries.feed import user_feed
 from tests.conftest import auth, live_server, make_settings, make_token, new_user_id

@@ -8,7 +8,7 @@ import re
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from tasktrail.api.metrics import Metrics
+from tasktrail.api.http.metrics import Metrics
 from tests.conftest import Api
 
 

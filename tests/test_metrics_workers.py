@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx2
 
-from tasktrail.api.metrics import reap_dead_processes
+from tasktrail.api.http.metrics import reap_dead_processes
 from tests.conftest import SECRET
 from tests.processes import served
 from tests.test_metrics import sample

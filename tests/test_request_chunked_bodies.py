@@ -1,4 +1,4 @@
-"""Chunked bodies and bodies left unread, at the server's protocol (api/bounded_http.py): a
+"""Chunked bodies and bodies left unread, at the server's protocol (api/http/bounded_http.py): a
 chunked body's framing and trailer fields are bounded like a head, what follows a chunked body in
 the same write is counted by its own bytes, and the rest of a request already answered has a
 head's time to arrive. Raw sockets against a real server on loopback (16 KiB, 0.5 s)."""

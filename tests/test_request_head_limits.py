@@ -1,5 +1,5 @@
 """Each request's head is bounded in size and in time, by the server's protocol (uvicorn's, with
-api/bounded_http.py): raw sockets against a real server on loopback. Only the heads count: a
+api/http/bounded_http.py): raw sockets against a real server on loopback. Only the heads count: a
 body, or many requests in one write, are not a head over the limit. Heads behind a live stream:
 tests/test_request_heads_behind_a_stream.py."""
 
@@ -14,7 +14,7 @@ import orjson
 import pytest
 from fastapi import FastAPI
 
-from tasktrail.api.bounded_http import BoundedHttpToolsProtocol
+from tasktrail.api.http.bounded_http import BoundedHttpToolsProtocol
 from tasktrail.settings import Settings
 from tests.conftest import live_server, make_token, new_user_id
 

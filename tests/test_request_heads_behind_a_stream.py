@@ -1,4 +1,4 @@
-"""Request heads pipelined behind a live event stream are bounded too (api/bounded_http.py).
+"""Request heads pipelined behind a live event stream are bounded too (api/http/bounded_http.py).
 
 The stream's response never completes, so whatever the client sends after it on the same
 connection is read while that response is being written. A real `tasktrail serve` on loopback,

@@ -26,8 +26,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, make_url, text
 
 from tasktrail.api.app import create_app
-from tasktrail.api.idempotency import purge_expired
 from tasktrail.api.services import services_of_app
+from tasktrail.api.writes.idempotency import purge_expired
 from tasktrail.database import create_database_engine, read_connection
 from tasktrail.migrations import runner
 from tasktrail.pg_pool import AsyncPool, in_scope

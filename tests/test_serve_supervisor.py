@@ -1,5 +1,5 @@
 """The workers of `serve --workers 2` stop by themselves when their supervisor is killed outright
-(api/supervisor_watch.py): they free the port and end gracefully, not a moment before."""
+(api/http/supervisor_watch.py): they free the port and end gracefully, not a moment before."""
 
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ def stored(engine: Engine, task_id: str) -> tuple[str, str]:
 
 
 def previous_task_json(task: TaskState) -> bytes:
-    """How the API serialised a task before documents were stored (api/representation.py),
+    """How the API serialised a task before documents were stored (api/contract/representation.py),
     kept here as the reference the stored bytes must still equal."""
 
     def moment(value: datetime | None) -> str | None:

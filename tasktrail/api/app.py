@@ -16,28 +16,28 @@ from fastapi.openapi.utils import get_openapi
 from sqlalchemy import Engine, exc, text
 
 from tasktrail import __version__
-from tasktrail.api.auth import KeySource, SharedSecret, TokenVerifier
-from tasktrail.api.fair_share import FairShare
-from tasktrail.api.head import HeadAsGetMiddleware
-from tasktrail.api.idempotency import purge_expired
-from tasktrail.api.jwks import JwkSetSource, jwk_set_from_file
-from tasktrail.api.jwks_fetch import REFETCH_INTERVAL_SECONDS, RemoteJwkSet
-from tasktrail.api.live_feed import (
+from tasktrail.api.auth.jwks import JwkSetSource, jwk_set_from_file
+from tasktrail.api.auth.jwks_fetch import REFETCH_INTERVAL_SECONDS, RemoteJwkSet
+from tasktrail.api.auth.tokens import KeySource, SharedSecret, TokenVerifier
+from tasktrail.api.contract.openapi import finish_document
+from tasktrail.api.contract.problems import install_problem_handlers
+from tasktrail.api.http.fair_share import FairShare
+from tasktrail.api.http.head import HeadAsGetMiddleware
+from tasktrail.api.http.metrics import Metrics
+from tasktrail.api.http.metrics_listener import MetricsListenerMiddleware
+from tasktrail.api.http.request_context import RequestContextMiddleware, UnhandledErrorMiddleware
+from tasktrail.api.http.supervisor_watch import stopping_when_the_supervisor_is_gone
+from tasktrail.api.live.hub import (
     FeedHub,
     end_streams_on_shutdown,
     postgres_announcer,
     postgres_listener,
     sqlite_poller,
 )
-from tasktrail.api.metrics import Metrics
-from tasktrail.api.metrics_listener import MetricsListenerMiddleware
-from tasktrail.api.openapi import finish_document
-from tasktrail.api.problems import install_problem_handlers
-from tasktrail.api.request_context import RequestContextMiddleware, UnhandledErrorMiddleware
 from tasktrail.api.routes import audit, events, health, task_list, tasks
 from tasktrail.api.routes import metrics as metrics_route
 from tasktrail.api.services import Services
-from tasktrail.api.supervisor_watch import stopping_when_the_supervisor_is_gone
+from tasktrail.api.writes.idempotency import purge_expired
 from tasktrail.database import DatabaseUnavailable, create_database_engine, read_connection
 from tasktrail.logs import configure_logging
 from tasktrail.pg_pool import AsyncPool, conninfo_of

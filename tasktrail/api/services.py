@@ -15,11 +15,11 @@ if TYPE_CHECKING:
     from starlette.applications import Starlette
     from starlette.requests import HTTPConnection
 
-    from tasktrail.api.auth import TokenVerifier
-    from tasktrail.api.fair_share import FairShare
-    from tasktrail.api.jwks_fetch import RemoteJwkSet
-    from tasktrail.api.live_feed import FeedHub
-    from tasktrail.api.metrics import Metrics
+    from tasktrail.api.auth.jwks_fetch import RemoteJwkSet
+    from tasktrail.api.auth.tokens import TokenVerifier
+    from tasktrail.api.http.fair_share import FairShare
+    from tasktrail.api.http.metrics import Metrics
+    from tasktrail.api.live.hub import FeedHub
     from tasktrail.pg_pool import AsyncPool
     from tasktrail.settings import Settings
 

@@ -3,7 +3,7 @@
 uvicorn.run binds one socket. With a metrics port, `serve` binds a second and runs uvicorn as
 uvicorn.run does (its reloader aside) with both: one process, or the supervisor of `--workers
 N`, whose every worker accepts on both sockets and serves the one app. The app answers /metrics
-on the metrics port only (api/metrics_listener.py), so the route, its multiprocess counters and
+on the metrics port only (api/http/metrics_listener.py), so the route, its multiprocess counters and
 the gauges it reads at scrape time stay as they are, whichever socket and worker a scrape
 reaches.
 """

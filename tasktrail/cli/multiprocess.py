@@ -1,7 +1,7 @@
 """The metrics directory of `serve --workers N`: prometheus-client's multiprocess mode.
 
 Each worker writes its metric values into files of one directory and /metrics adds them up
-(api/metrics.py). prometheus-client chooses the mode when it is first imported, from
+(api/http/metrics.py). prometheus-client chooses the mode when it is first imported, from
 PROMETHEUS_MULTIPROC_DIR, so the variable must be in the environment before a worker starts:
 uvicorn's workers are spawned processes that import everything afresh and inherit it.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import structlog
 
-from tasktrail.api.metrics import MULTIPROCESS_DIRECTORY
+from tasktrail.api.http.metrics import MULTIPROCESS_DIRECTORY
 from tasktrail.cli.common import fail
 
 _log = structlog.get_logger("tasktrail.serve")

@@ -12,9 +12,9 @@ import jwt
 import typer
 import uvicorn
 
-from tasktrail.api.auth import AUDITOR_ROLE, is_valid_user_id
-from tasktrail.api.bounded_http import BoundedHttpToolsProtocol
-from tasktrail.api.jwks import check_jwks_settings
+from tasktrail.api.auth.jwks import check_jwks_settings
+from tasktrail.api.auth.tokens import AUDITOR_ROLE, is_valid_user_id
+from tasktrail.api.http.bounded_http import BoundedHttpToolsProtocol
 from tasktrail.cli.common import (
     SERVICE_PASSWORD,
     check_service_login,

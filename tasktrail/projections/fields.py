@@ -2,9 +2,9 @@
 
 Everything that lists a task's fields derives the list from `TASK_FIELDS`: the served JSON
 document and its order (document.py), the API's `TaskOut` schema and so the OpenAPI document
-(api/schemas.py), the read model's row and its column order (inline.py), the state a row holds
-(snapshot.py) and the row's digest (row_digest.py). `TaskState` is the typed form of the same
-fields, and the `tasks` table their storage: tests hold both to this declaration.
+(api/contract/schemas.py), the read model's row and its column order (inline.py), the state a
+row holds (snapshot.py) and the row's digest (row_digest.py). `TaskState` is the typed form of the
+same fields, and the `tasks` table their storage: tests hold both to this declaration.
 """
 
 from __future__ import annotations

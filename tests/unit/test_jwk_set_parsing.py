@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tasktrail.api.jwks import JwkSetError, parse_jwk_set
+from tasktrail.api.auth.jwks import JwkSetError, parse_jwk_set
 from tests.jwks_helpers import make_key
 
 Member = dict[str, Any]

@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from tasktrail.api.schemas import EventOut, TaskCreate, TaskOut, TaskPatch, TaskReplace
+from tasktrail.api.contract.schemas import EventOut, TaskCreate, TaskOut, TaskPatch, TaskReplace
 from tasktrail.events.record import EVENT_FIELD_NAMES
 from tasktrail.events.types import Event
 from tasktrail.export import CSV_COLUMNS

@@ -9,7 +9,12 @@ import jwt
 import pytest
 from freezegun import freeze_time
 
-from tasktrail.api.auth import AuthenticationError, SharedSecret, TokenVerifier, VerificationKey
+from tasktrail.api.auth.tokens import (
+    AuthenticationError,
+    SharedSecret,
+    TokenVerifier,
+    VerificationKey,
+)
 
 SECRET = b"unit-test-secret-that-is-long-enough-0123456789"
 START = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

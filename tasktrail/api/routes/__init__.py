@@ -1,1 +1,1 @@
-"""The routers, one module per resource."""
+"""The route table and its handlers, with what they read off a request (deps, writes, streams)."""

@@ -12,17 +12,18 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy import Engine
 from starlette.responses import Response, StreamingResponse
 
-from tasktrail.api.auth import is_valid_user_id
+from tasktrail.api.auth.tokens import is_valid_user_id
 from tasktrail.api.blocking import in_thread
-from tasktrail.api.deps import Auditor, EngineDep
-from tasktrail.api.openapi import problems
-from tasktrail.api.problems import Problem
-from tasktrail.api.representation import (
+from tasktrail.api.contract.openapi import problems
+from tasktrail.api.contract.problems import Problem
+from tasktrail.api.contract.representation import (
     event_body,
     events_response,
     json_response,
     next_page_link,
 )
+from tasktrail.api.contract.schemas import EventOut, VerifyOut
+from tasktrail.api.routes.deps import Auditor, EngineDep
 from tasktrail.api.routes.query import (
     TIMESTAMP_SCHEMA,
     only_parameters_of,
@@ -30,7 +31,6 @@ from tasktrail.api.routes.query import (
     query_text,
     query_timestamp,
 )
-from tasktrail.api.schemas import EventOut, VerifyOut
 from tasktrail.database import read_connection, snapshot_connection
 from tasktrail.events.chain import ChainReport, RecordedHead
 from tasktrail.events.types import Event, EventType

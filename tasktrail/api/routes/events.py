@@ -8,16 +8,16 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from sqlalchemy import Engine
 from starlette.responses import Response
 
-from tasktrail.api.auth import Principal
+from tasktrail.api.auth.tokens import Principal
 from tasktrail.api.blocking import in_thread
-from tasktrail.api.deps import StreamAuthenticated, require_own
-from tasktrail.api.event_stream import event_stream_response
-from tasktrail.api.media_types import EVENT_STREAM, wants_event_stream
-from tasktrail.api.openapi import problems
-from tasktrail.api.problems import Problem, task_not_found
-from tasktrail.api.representation import events_response, next_page_link
+from tasktrail.api.contract.openapi import problems
+from tasktrail.api.contract.problems import Problem, task_not_found
+from tasktrail.api.contract.representation import events_response, next_page_link
+from tasktrail.api.contract.schemas import EventOut
+from tasktrail.api.http.media_types import EVENT_STREAM, wants_event_stream
+from tasktrail.api.routes.deps import StreamAuthenticated, require_own
+from tasktrail.api.routes.event_stream import event_stream_response
 from tasktrail.api.routes.query import OwnTask, own_task_with_only, refuse_unknown_parameters
-from tasktrail.api.schemas import EventOut
 from tasktrail.api.services import services
 from tasktrail.database import read_connection
 from tasktrail.events.types import Event

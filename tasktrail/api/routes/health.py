@@ -8,10 +8,10 @@ from sqlalchemy import Engine, exc
 from starlette.responses import Response
 
 from tasktrail.api.blocking import in_thread
-from tasktrail.api.deps import EngineDep
-from tasktrail.api.openapi import problems
-from tasktrail.api.problems import RETRY_AFTER_SECONDS, Problem
-from tasktrail.api.representation import json_response
+from tasktrail.api.contract.openapi import problems
+from tasktrail.api.contract.problems import RETRY_AFTER_SECONDS, Problem
+from tasktrail.api.contract.representation import json_response
+from tasktrail.api.routes.deps import EngineDep
 from tasktrail.api.services import services
 from tasktrail.database import DatabaseUnavailable, read_connection
 from tasktrail.migrations.runner import current_revision, head_revision

@@ -1,5 +1,5 @@
 """Prometheus text exposition; no token needed, like /healthz. On a port of its own when one
-is set (api/metrics_listener.py)."""
+is set (api/http/metrics_listener.py)."""
 
 from __future__ import annotations
 

@@ -9,9 +9,9 @@ from datetime import datetime
 
 from fastapi import Request
 
-from tasktrail.api.auth import Principal
-from tasktrail.api.deps import Auditor, Authenticated, parse_task_id, require_own
-from tasktrail.api.problems import Problem
+from tasktrail.api.auth.tokens import Principal
+from tasktrail.api.contract.problems import Problem
+from tasktrail.api.routes.deps import Auditor, Authenticated, parse_task_id, require_own
 from tasktrail.events.encoding import RFC3339_PATTERN, parse_timestamp
 
 

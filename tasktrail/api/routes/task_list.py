@@ -9,12 +9,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import Engine
 from starlette.responses import Response
 
-from tasktrail.api.auth import Principal
+from tasktrail.api.auth.tokens import Principal
 from tasktrail.api.blocking import in_thread
-from tasktrail.api.deps import authenticated
-from tasktrail.api.handled_route import HandledRoute, Handler, handled_by
-from tasktrail.api.openapi import problems
-from tasktrail.api.representation import next_page_link, task_list_response
+from tasktrail.api.contract.openapi import problems
+from tasktrail.api.contract.representation import next_page_link, task_list_response
+from tasktrail.api.contract.schemas import TaskOut
+from tasktrail.api.routes.deps import authenticated
+from tasktrail.api.routes.handled import HandledRoute, Handler, handled_by
 from tasktrail.api.routes.query import (
     AS_OF_DESCRIPTION,
     MAX_REPEATED_VALUES,
@@ -25,7 +26,6 @@ from tasktrail.api.routes.query import (
     query_text,
     query_timestamp,
 )
-from tasktrail.api.schemas import TaskOut
 from tasktrail.api.services import services
 from tasktrail.database import read_connection
 from tasktrail.queries.as_of import list_as_of
@@ -34,7 +34,7 @@ from tasktrail.queries.hot_list import list_documents
 from tasktrail.queries.list_query import KeysetPosition, ListTasks, Sort, SortField, StatusFilter
 from tasktrail.queries.tasks import DocumentPage, list_tasks
 
-# HandledRoute: the list's usual requests read their own parameters (handled_route.py).
+# HandledRoute: the list's usual requests read their own parameters (handled.py).
 router = APIRouter(tags=["tasks"], route_class=HandledRoute)
 
 TASKS = "/api/{user_id}/tasks"
@@ -101,7 +101,7 @@ def _plain_parameters(request: Request) -> dict[str, Any] | None:
 
 
 async def list_user_tasks_directly(request: Request, resolved: Handler) -> Response:
-    """`list_user_tasks` reading its own request (handled_route.py) when its parameters are
+    """`list_user_tasks` reading its own request (handled.py) when its parameters are
     plain; any other request goes to FastAPI's resolution, whose answer (a validation error, in
     FastAPI's words) it then is."""
     values = _plain_parameters(request)

@@ -1,6 +1,7 @@
 """The task routes: build a command or a query, run it in one transaction, shape the answer.
 
-No rules live here: `decide` holds them, and domain errors become problems in api/problems.py.
+No rules live here: `decide` holds them, and domain errors become problems in
+api/contract/problems.py.
 """
 
 from __future__ import annotations
@@ -14,7 +15,17 @@ from sqlalchemy import Engine
 from starlette.responses import Response
 
 from tasktrail.api.blocking import in_thread
-from tasktrail.api.deps import (
+from tasktrail.api.contract.openapi import json_request_body, problems
+from tasktrail.api.contract.problems import Problem, task_not_found
+from tasktrail.api.contract.representation import task_response
+from tasktrail.api.contract.schemas import (
+    CompletionSet,
+    TaskCreate,
+    TaskOut,
+    TaskPatch,
+    TaskReplace,
+)
+from tasktrail.api.routes.deps import (
     authenticated,
     json_body,
     parse_entity_tags,
@@ -22,10 +33,7 @@ from tasktrail.api.deps import (
     require_json_content_type,
     validate_json,
 )
-from tasktrail.api.handled_route import HandledRoute, Handler, handled_by
-from tasktrail.api.openapi import json_request_body, problems
-from tasktrail.api.problems import Problem, task_not_found
-from tasktrail.api.representation import task_response
+from tasktrail.api.routes.handled import HandledRoute, Handler, handled_by
 from tasktrail.api.routes.query import (
     AS_OF_DESCRIPTION,
     TIMESTAMP_SCHEMA,
@@ -33,16 +41,7 @@ from tasktrail.api.routes.query import (
     own_task_with_only,
     query_timestamp,
 )
-from tasktrail.api.schemas import (
-    CompletionSet,
-    TaskCreate,
-    TaskOut,
-    TaskPatch,
-    TaskReplace,
-)
-from tasktrail.api.services import services
-from tasktrail.api.unit_of_work import Respond, run_write
-from tasktrail.api.write_request import (
+from tasktrail.api.routes.write_request import (
     NewTaskWrite,
     NewTaskWriteDep,
     TaskWrite,
@@ -51,6 +50,8 @@ from tasktrail.api.write_request import (
     new_task_write_of,
     task_write_of,
 )
+from tasktrail.api.services import services
+from tasktrail.api.writes.unit_of_work import Respond, run_write
 from tasktrail.commands.handlers import Outcome
 from tasktrail.commands.types import (
     CompleteTask,
@@ -85,7 +86,7 @@ _create_body = json_body(TaskCreate)
 
 
 async def create_task_directly(request: Request, _: Handler) -> Response:
-    """`create_task`, reading its own request (handled_route.py)."""
+    """`create_task`, reading its own request (handled.py)."""
     write = await new_task_write_of(request)
     return await _create(request, write, await _create_body(request))
 
@@ -126,7 +127,7 @@ _own_task_reading_as_of = own_task_with_only("as_of")
 
 
 async def read_task_directly(request: Request, _: Handler) -> Response:
-    """`read_task`, served without FastAPI's resolution of its parameters (handled_route.py):
+    """`read_task`, served without FastAPI's resolution of its parameters (handled.py):
     the same checks in the same order, read off the request."""
     principal = await authenticated(request)
     path = request.path_params
@@ -229,7 +230,7 @@ _patch_body = json_body(TaskPatch)
 
 
 async def patch_task_directly(request: Request, _: Handler) -> Response:
-    """`patch_task`, reading its own request (handled_route.py)."""
+    """`patch_task`, reading its own request (handled.py)."""
     write = await task_write_of(request)
     return await _patch(request, write, await _patch_body(request))
 
@@ -304,7 +305,7 @@ async def completion_wanted(request: Request) -> bool | None:
 
 
 async def complete_task_directly(request: Request, _: Handler) -> Response:
-    """`complete_task`, reading its own request (handled_route.py)."""
+    """`complete_task`, reading its own request (handled.py)."""
     write = await task_write_of(request)
     return await _complete(request, write, await completion_wanted(request))
 

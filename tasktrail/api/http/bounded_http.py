@@ -42,7 +42,7 @@ import structlog
 from uvicorn._types import ASGI3Application
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from tasktrail.api.problems import problem_fields
+from tasktrail.api.contract.problems import problem_fields
 from tasktrail.settings import load_settings
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}

@@ -3,7 +3,7 @@
 The key is claimed at the start of the write's own transaction (an INSERT that a concurrent
 duplicate must wait behind), and the response is stored in that same transaction: a key exists
 exactly when its write committed, and only 2xx answers are kept, since an error rolls both back.
-The transaction itself is the unit of work's (api/unit_of_work.py); here are the key's header,
+The transaction itself is the unit of work's (unit_of_work.py); here are the key's header,
 the request's fingerprint and the three steps (claim, replay, record), on a SQLAlchemy
 connection and on PostgreSQL's async pool.
 """
@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, exc, select, text,
 from sqlalchemy.dialects import postgresql
 from starlette.responses import Response
 
-from tasktrail.api.problems import Problem
+from tasktrail.api.contract.problems import Problem
 from tasktrail.commands.in_one_round_trip import AnswerToKeep, StoredAnswer
 from tasktrail.database import dialect_insert, write_transaction
 from tasktrail.pg_pool import AsyncConnection, compile_statement
@@ -202,7 +202,7 @@ def _replayed_headers(response: Response) -> dict[str, str]:
     }
 
 
-# The same three steps on PostgreSQL's async pool (the write path of api/unit_of_work.py), with
+# The same three steps on PostgreSQL's async pool (the write path of unit_of_work.py), with
 # the statements compiled once. In a pipeline, the purge and the SET LOCAL travel with the claim.
 _PURGE_OWN = compile_statement(
     delete(idempotency_keys).where(

@@ -215,7 +215,7 @@ def allowed_methods(path: str, routes: Sequence[BaseRoute]) -> list[str]:
         if isinstance(route, Route) and route.methods and route.path_regex.match(path):
             methods.update(route.methods)
     if "GET" in methods:
-        methods.add("HEAD")  # head.py serves it
+        methods.add("HEAD")  # api/http/head.py serves it
     return sorted(methods)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tasktrail.api.problems import Problem, problem_response
+from tasktrail.api.contract.problems import Problem, problem_response
 
 METRICS_PATH = "/metrics"
 

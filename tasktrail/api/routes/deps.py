@@ -18,9 +18,9 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 
-from tasktrail.api.auth import AuthenticationError, Principal, UnknownKeyId
-from tasktrail.api.media_types import wants_event_stream
-from tasktrail.api.problems import MAX_ERRORS, Problem, task_not_found
+from tasktrail.api.auth.tokens import AuthenticationError, Principal, UnknownKeyId
+from tasktrail.api.contract.problems import MAX_ERRORS, Problem, task_not_found
+from tasktrail.api.http.media_types import wants_event_stream
 from tasktrail.api.services import services
 from tasktrail.commands.types import ExpectedVersions
 from tasktrail.row_security import scope_to_audit, scope_to_user
@@ -97,7 +97,7 @@ class BearerAuthentication(HTTPBearer):
     async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
         principal = await self._verified(request)
         scope_to_user(principal.user_id)  # what this request's transactions may reach
-        # The user's fair share of this process (api/fair_share.py): given back by
+        # The user's fair share of this process (api/http/fair_share.py): given back by
         # RequestContextMiddleware once the response is sent.
         fair_share = services(request).fair_share
         state = request.scope.setdefault("state", {})

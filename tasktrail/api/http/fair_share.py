@@ -13,9 +13,9 @@ stream lock) made another user's read wait seconds. So, per user and process:
   draft. It is off by default: one process serves a few thousand requests a second, and a rate
   a real client never reaches would only refuse a benchmark.
 
-The share is taken once the token names the user (api/deps.py) and given back when the response
-has been sent (api/request_context.py), or when a live stream starts: a stream lasts hours and
-has its own limit (live_feed.py).
+The share is taken once the token names the user (api/routes/deps.py) and given back when the
+response has been sent (request_context.py), or when a live stream starts: a stream lasts hours
+and has its own limit (api/live/hub.py).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from tasktrail.api.problems import Problem
+from tasktrail.api.contract.problems import Problem
 
 _HELD = "fair_share_user"  # the key, in the request's state, of the user whose share it holds
 

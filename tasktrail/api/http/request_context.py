@@ -14,9 +14,9 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tasktrail.api.fair_share import FairShare
-from tasktrail.api.metrics import Metrics
-from tasktrail.api.problems import Problem, problem_response
+from tasktrail.api.contract.problems import Problem, problem_response
+from tasktrail.api.http.fair_share import FairShare
+from tasktrail.api.http.metrics import Metrics
 
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 _log = structlog.get_logger("tasktrail.request")

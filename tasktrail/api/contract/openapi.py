@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tasktrail.api.problems import PROBLEM_JSON
-from tasktrail.api.schemas import ProblemOut
+from tasktrail.api.contract.problems import PROBLEM_JSON
+from tasktrail.api.contract.schemas import ProblemOut
 
 _PROBLEM_SCHEMA = {"$ref": "#/components/schemas/ProblemOut"}
 
@@ -109,7 +109,7 @@ def finish_document(document: dict[str, Any]) -> None:
             operation.setdefault("parameters", []).append(_REQUEST_ID_PARAMETER)
             responses = operation["responses"]
             if path.startswith("/api/"):
-                # Every route that names a user takes its fair share (api/fair_share.py).
+                # Every route that names a user takes its fair share (api/http/fair_share.py).
                 responses.setdefault(
                     "429",
                     {

@@ -3,7 +3,7 @@
 Each SSE message is one event: `id:` its `seq` (what a browser sends back as `Last-Event-ID`),
 `event:` its type and `data:` the event exactly as the JSON feed serves it (keys sorted, one
 line). The stream reads the log itself, after the last `seq` it sent, whenever the live feed hub
-rings (live_feed.py) and at every heartbeat. A user's events commit in `seq` order (each write
+rings (api/live/hub.py) and at every heartbeat. A user's events commit in `seq` order (each write
 holds the user's stream row until it commits), so the events after `seq` N that a read finds are
 N+1, N+2... without holes; the stream still sends only the run that follows its last `seq`
 without a gap, so that a hole, if one could ever appear, would be waited out and never skipped.
@@ -31,14 +31,14 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response, StreamingResponse
 
-from tasktrail.api.auth import Principal, TokenVerifier
+from tasktrail.api.auth.tokens import Principal, TokenVerifier
 from tasktrail.api.blocking import in_thread
-from tasktrail.api.deps import unauthorized
-from tasktrail.api.live_feed import FeedHub, ShuttingDown, Subscription, TooManyStreams
-from tasktrail.api.media_types import EVENT_STREAM
-from tasktrail.api.metrics import Metrics
-from tasktrail.api.problems import Problem
-from tasktrail.api.representation import event_body
+from tasktrail.api.contract.problems import Problem
+from tasktrail.api.contract.representation import event_body
+from tasktrail.api.http.media_types import EVENT_STREAM
+from tasktrail.api.http.metrics import Metrics
+from tasktrail.api.live.hub import FeedHub, ShuttingDown, Subscription, TooManyStreams
+from tasktrail.api.routes.deps import unauthorized
 from tasktrail.api.services import services
 from tasktrail.database import DatabaseUnavailable, read_connection
 from tasktrail.events.types import Event
@@ -93,7 +93,7 @@ async def event_stream_response(request: Request, principal: Principal, after: i
         hub.unsubscribe(subscription)
         raise unauthorized(f"The token was refused: {refused}.")
     # A stream lasts hours and has its own limit: it gives back the user's place in the
-    # process's fair share (api/fair_share.py) as it starts, not when it ends.
+    # process's fair share (api/http/fair_share.py) as it starts, not when it ends.
     parts.fair_share.leave(request.scope.setdefault("state", {}))
     engine = parts.engine
     try:

@@ -25,7 +25,9 @@ from sqlalchemy import Engine
 from starlette.responses import Response
 
 from tasktrail.api.blocking import in_thread
-from tasktrail.api.idempotency import (
+from tasktrail.api.contract.problems import Problem
+from tasktrail.api.services import services
+from tasktrail.api.writes.idempotency import (
     IdempotencyKey,
     answer_to_keep,
     claim,
@@ -38,8 +40,6 @@ from tasktrail.api.idempotency import (
     still_running,
     stored_replay,
 )
-from tasktrail.api.problems import Problem
-from tasktrail.api.services import services
 from tasktrail.commands import handlers
 from tasktrail.commands.errors import DomainError
 from tasktrail.commands.handlers import Outcome

@@ -39,7 +39,8 @@ class Principal:
 
     Built once per token (the verified-token cache hands out the same one until it expires), so
     its fields cost nothing per request. A live stream outlives the request that verified it:
-    it ends at `refused_after` and when the JWK set drops the key `kid` (event_stream.py).
+    it ends at `refused_after` and when the JWK set drops the key `kid`
+    (api/routes/event_stream.py).
     """
 
     user_id: str

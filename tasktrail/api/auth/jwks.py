@@ -21,7 +21,7 @@ import jwt
 import structlog
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from tasktrail.api.auth import AuthenticationError, VerificationKey
+from tasktrail.api.auth.tokens import AuthenticationError, VerificationKey
 from tasktrail.settings import ConfigurationError, Settings
 
 # Public-key algorithms only: a symmetric ("oct") key in a published set is someone's leaked

@@ -16,8 +16,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from tasktrail.api.auth import Principal
-from tasktrail.api.deps import (
+from tasktrail.api.auth.tokens import Principal
+from tasktrail.api.routes.deps import (
     Authenticated,
     IfMatchHeader,
     authenticated,
@@ -25,8 +25,8 @@ from tasktrail.api.deps import (
     parse_task_id,
     require_own,
 )
-from tasktrail.api.idempotency import IdempotencyKey, KeyHeader, parse_key
 from tasktrail.api.routes.query import refuse_unknown_parameters
+from tasktrail.api.writes.idempotency import IdempotencyKey, KeyHeader, parse_key
 from tasktrail.commands.types import CommandContext, ExpectedVersions
 
 
@@ -106,7 +106,7 @@ def _task_write(
 
 
 async def new_task_write_of(request: Request) -> NewTaskWrite:
-    """`new_task_write` for a route that reads its own request (api/handled_route.py): the
+    """`new_task_write` for a route that reads its own request (api/routes/handled.py): the
     same parameters, read off the request, and the same checks in the same order."""
     principal = await authenticated(request)
     user_id = request.path_params["user_id"]

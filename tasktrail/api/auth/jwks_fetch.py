@@ -19,8 +19,8 @@ import anyio.to_thread
 import structlog
 
 from tasktrail import __version__
-from tasktrail.api.deadline_get import DeadlineGet
-from tasktrail.api.jwks import JwkSetError, JwkSetSource, check_jwks_url, parse_jwk_set
+from tasktrail.api.auth.deadline_get import DeadlineGet
+from tasktrail.api.auth.jwks import JwkSetError, JwkSetSource, check_jwks_url, parse_jwk_set
 
 FETCH_TIMEOUT_SECONDS = 5.0
 MAX_JWKS_BYTES = 1024 * 1024

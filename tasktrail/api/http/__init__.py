@@ -1,0 +1,1 @@
+"""HTTP plumbing: wire limits, HEAD, fair share, request context, the process's own metrics."""
