@@ -14,22 +14,12 @@ from psycopg import sql
 
 from tasktrail.events.encoding import canonical_json, format_timestamp
 from tasktrail.events.types import Event
+from tasktrail.schema import events
 
-# The columns the load writes; position and xact_id are filled by their defaults.
-EVENT_COLUMNS = (
-    "user_id",
-    "seq",
-    "task_id",
-    "version",
-    "type",
-    "schema_version",
-    "data",
-    "data_hash",
-    "occurred_at",
-    "actor",
-    "request_id",
-    "prev_hash",
-    "hash",
+# The columns the load writes, in the table's order (schema.py's): position and xact_id are
+# filled by their defaults.
+EVENT_COLUMNS = tuple(
+    column.name for column in events.c if column.name not in {"position", "xact_id"}
 )
 
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
