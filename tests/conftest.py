@@ -40,6 +40,8 @@ pytest.register_assert_rewrite(
     "tests.audit_helpers",
     "tests.keyed_writers",
     "tests.list_helpers",
+    "tests.row_security_helpers",
+    "tests.tamper_helpers",
     "tests.task_helpers",
     "tests.validation_helpers",
 )

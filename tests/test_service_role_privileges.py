@@ -41,7 +41,7 @@ from tests.conftest import (
     make_settings,
     new_user_id,
 )
-from tests.test_row_security import INSUFFICIENT_PRIVILEGE, as_service_in, libpq
+from tests.row_security_helpers import INSUFFICIENT_PRIVILEGE, as_service_in, libpq
 
 ROLE = "tasktrail_service"
 
