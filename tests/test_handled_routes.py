@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterator, MutableMapping
+from collections.abc import MutableMapping
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -22,7 +22,19 @@ from starlette.routing import Match
 from tasktrail.api.http.fair_share import FairShare
 from tasktrail.api.routes.handled import HandledRoute, Handler
 from tasktrail.api.services import services_of_app
-from tests.conftest import Api, auth, make_token, new_user_id
+from tests.conftest import Api, new_user_id
+from tests.handled_corpus import (
+    LIST_ROUTE,
+    READ_ROUTE,
+    WRITE_BODIES,
+    list_queries,
+    list_requests,
+    list_tasks,
+    read_requests,
+    read_tasks,
+    twin_task,
+    write_headers,
+)
 
 # Headers that differ between any two answers, whoever makes them.
 _UNSTABLE = {"date", "x-request-id"}
@@ -90,59 +102,17 @@ async def answer(app: FastAPI, route: HandledRoute, handler: Handler, request: A
 
 @pytest.fixture
 def task_urls(client: TestClient, api: Api) -> dict[str, str]:
-    live = api.create(title="read me", tags=["a"])
-    gone = api.create(title="gone")
-    assert api.request("DELETE", f"/{gone['id']}").status_code == 204
-    return {"live": live["id"], "gone": gone["id"]}
-
-
-def _corpus(api: Api, ids: dict[str, str]) -> Iterator[tuple[str, str, dict[str, str]]]:
-    """(method, path and query, headers): what the routes must agree on."""
-    mine = api.headers
-    other = auth(new_user_id())
-    paths = [
-        f"/api/{api.user_id}/tasks/{ids['live']}",
-        f"/api/{api.user_id}/tasks/{ids['gone']}",
-        f"/api/{api.user_id}/tasks/{ids['live'].upper()}",
-        f"/api/{api.user_id}/tasks/not-a-uuid",
-        f"/api/{api.user_id}/tasks/00000000-0000-0000-0000-000000000000",
-        f"/api/someone-else/tasks/{ids['live']}",
-        f"/api/audit/tasks/{ids['live']}",
-    ]
-    queries = [
-        "",
-        "?as_of=2999-01-01T00:00:00Z",
-        "?as_of=2000-01-01T00:00:00Z",
-        "?as_of=yesterday",
-        "?as_of=",
-        "?as_of=2999-01-01T00:00:00Z&as_of=2999-01-01T00:00:00Z",
-        "?limit=5",
-        "?as_of=%00",
-    ]
-    headers = [
-        mine,
-        {**mine, "If-None-Match": '"1"'},
-        {**mine, "If-None-Match": 'W/"1", "9"'},
-        {**mine, "If-None-Match": "*"},
-        {**mine, "If-None-Match": "garbage"},
-        other,
-        {},
-        {"Authorization": "Bearer not.a.token"},
-        {"Authorization": "Basic abc"},
-        {"Authorization": f"Bearer {make_token(api.user_id, exp=1)}"},
-    ]
-    for path, query, header in itertools.product(paths, queries, headers):
-        yield "GET", path + query, header
+    return read_tasks(api)
 
 
 def test_the_single_task_read_answers_as_fastapis_resolution_of_its_parameters(
     app: FastAPI, client: TestClient, api: Api, task_urls: dict[str, str]
 ) -> None:
-    route = handled_routes(app)["GET /api/{user_id}/tasks/{task_id}"]
+    route = handled_routes(app)[READ_ROUTE]
     portal = client.portal
     assert portal is not None  # the client's lifespan runs: the app's pool and state are up
     compared = 0
-    for method, target, headers in _corpus(api, task_urls):
+    for method, target, headers in read_requests(api, task_urls, new_user_id()):
         request = client.build_request(method, target, headers=headers)
         direct = portal.call(answer, app, route, route.get_route_handler(), request)
         resolved = portal.call(answer, app, route, route.resolved_handler(), request)
@@ -151,47 +121,7 @@ def test_the_single_task_read_answers_as_fastapis_resolution_of_its_parameters(
     assert compared == 560
 
 
-WRITE_BODIES = {
-    "POST /api/{user_id}/tasks": [
-        b'{"title": "new", "tags": ["x"], "priority": 2}',
-        b'{"title": "new", "id": "mine", "version": 9, "user_id": "someone"}',
-        b'{"title": ""}',
-        b'{"title": 5}',
-        b'{"titel": "x"}',
-        b"",
-        b"not json",
-    ],
-    "PATCH /api/{user_id}/tasks/{task_id}": [
-        b'{"title": "patched", "tags": null}',
-        b'{"title": null}',
-        b'{"due_at": "yesterday"}',
-        b"{}",
-        b"",
-        b"[1]",
-    ],
-    "PATCH /api/{user_id}/tasks/{task_id}/complete": [
-        b"",
-        b'{"completed": true}',
-        b'{"completed": false}',
-        b'{"completed": "yes"}',
-    ],
-}
 _TIMESTAMP = re.compile(rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
-
-
-def _write_headers(api: Api) -> list[dict[str, str]]:
-    mine = {**api.headers, "Content-Type": "application/json"}
-    return [
-        mine,
-        {**mine, "Idempotency-Key": "a-key"},
-        {**mine, "Idempotency-Key": "k" * 300},
-        {**mine, "If-Match": '"1"'},
-        {**mine, "If-Match": '"2"'},
-        {**mine, "If-Match": "1"},
-        {**api.headers, "Content-Type": "text/plain"},
-        {**auth(new_user_id()), "Content-Type": "application/json"},
-        {"Content-Type": "application/json"},
-    ]
 
 
 def _same_for_both(answered: Any, own_id: str | None) -> Any:
@@ -221,73 +151,25 @@ def test_the_handled_writes_answer_as_fastapis_resolution_of_their_parameters(
     for name, bodies in WRITE_BODIES.items():
         route = routes[name]
         method, template = name.split(" ")
-        for body, headers in itertools.product(bodies, _write_headers(api)):
+        for body, headers in itertools.product(bodies, write_headers(api, new_user_id())):
             answers = []
             for handler, suffix in (
                 (route.get_route_handler(), "d"),
                 (route.resolved_handler(), "r"),
             ):
-                task = api.create(title="twin", tags=["t"]) if "{task_id}" in template else None
+                task = twin_task(api) if "{task_id}" in template else None
                 path = template.replace("{user_id}", api.user_id)
-                path = path.replace("{task_id}", task["id"] if task else "")
+                path = path.replace("{task_id}", task or "")
                 keyed = {
                     k: (f"{v}-{suffix}" if k == "Idempotency-Key" else v)
                     for k, v in headers.items()
                 }
                 request = client.build_request(method, path, content=body, headers=keyed)
                 answered = portal.call(answer, app, route, handler, request)
-                answers.append(_same_for_both(answered, task["id"] if task else None))
+                answers.append(_same_for_both(answered, task))
             assert answers[0] == answers[1], (name, body, headers)
             compared += 1
     assert compared == 9 * sum(len(bodies) for bodies in WRITE_BODIES.values())
-
-
-def _list_queries(client: TestClient, api: Api) -> list[str]:
-    """Queries of the list: plain ones (read by the route itself) and every kind it hands to
-    FastAPI's resolution."""
-    first = client.get(f"/api/{api.user_id}/tasks?limit=1&sort=title", headers=api.headers)
-    link = first.headers["link"]
-    next_page = link[link.index("?") : link.index(">")]
-    return [
-        "",
-        "?limit=1",
-        "?limit=2&sort=title",
-        "?limit=0050&sort=-priority",
-        next_page,
-        next_page.replace("limit=1", "limit=2"),
-        next_page.replace("sort=title", "sort=-title"),
-        "?status=completed",
-        "?status=deleted",
-        "?status=all&sort=due",
-        "?status=bogus",
-        "?status=ALL",
-        "?sort=due%0A",
-        "?sort=--due",
-        "?q=read",
-        "?q=",
-        "?q=" + "x" * 200,
-        "?q=" + "x" * 201,
-        "?q=%00",
-        "?tag=a",
-        "?tag=a&tag=b",
-        "?tag=",
-        "?" + "&".join(["tag=a"] * 51),
-        "?limit=0",
-        "?limit=1001",
-        "?limit=%2B5",
-        "?limit=1_0",
-        "?limit=%D9%A5",
-        "?limit=",
-        "?limit=1&limit=2",
-        "?status=all&status=all",
-        "?due_before=2999-01-01T00:00:00Z&due_after=2000-01-01T00:00:00Z",
-        "?due_after=bad",
-        "?cursor=bogus",
-        "?as_of=2999-01-01T00:00:00Z",
-        "?as_of=2999-01-01T00:00:00Z&limit=1",
-        "?unknown=1",
-        "?limit=1&unknown=1",
-    ]
 
 
 def test_the_list_answers_as_fastapis_resolution_of_its_parameters(
@@ -295,21 +177,16 @@ def test_the_list_answers_as_fastapis_resolution_of_its_parameters(
 ) -> None:
     """Plain queries are read by the route itself; the others are handed to FastAPI's
     resolution: the answers must be the same either way."""
-    api.create(title="read me", tags=["a", "b"], priority=2)
-    api.create(title="another", due_at="2030-01-01T00:00:00Z")
-    done = api.create(title="done")
-    assert api.request("PATCH", f"/{done['id']}/complete").status_code == 200
-    route = handled_routes(app)["GET /api/{user_id}/tasks"]
+    list_tasks(api)
+    route = handled_routes(app)[LIST_ROUTE]
     portal = client.portal
     assert portal is not None
-    headers = [api.headers, auth(new_user_id()), {}, {"Authorization": "Bearer x.y.z"}]
-    queries = _list_queries(client, api)
+    queries = list_queries(client, api)
     compared = 0
-    for query, header in itertools.product(queries, headers):
-        for user in (api.user_id, "someone-else"):
-            request = client.build_request("GET", f"/api/{user}/tasks{query}", headers=header)
-            direct = portal.call(answer, app, route, route.get_route_handler(), request)
-            resolved = portal.call(answer, app, route, route.resolved_handler(), request)
-            assert direct == resolved, (query, header)
-            compared += 1
+    for method, target, header in list_requests(api, queries, new_user_id()):
+        request = client.build_request(method, target, headers=header)
+        direct = portal.call(answer, app, route, route.get_route_handler(), request)
+        resolved = portal.call(answer, app, route, route.resolved_handler(), request)
+        assert direct == resolved, (target, header)
+        compared += 1
     assert compared == len(queries) * 8
