@@ -12,11 +12,11 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
-from tasktrail.commands import handlers
 from tasktrail.commands.types import CommandContext, CreateTask, TaskFields
 from tasktrail.database import read_connection, write_transaction
 from tasktrail.queries.audit import AuditFilter, audit_page
 from tasktrail.schema import events
+from tasktrail.storage.sqlite.transaction import handle
 from tests.audit_helpers import auditor, search, settle
 from tests.conftest import Api, auth, new_user_id
 
@@ -138,7 +138,7 @@ def test_a_reader_tailing_the_feed_sees_every_event_once_while_commits_land_out_
                     fields=TaskFields(title=f"{user_id} {n}"),
                 )
                 with write_transaction(engine) as conn:
-                    handlers.create_task(conn, command)
+                    handle(conn, command)
                     time.sleep(pace.uniform(0, 0.08))  # commit late, after others have
         except BaseException as error:  # noqa: BLE001 - reported to the test thread below
             failures.append(error)

@@ -7,13 +7,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx2
+import psycopg
 import pytest
 from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, update
 
-from tasktrail.api.writes.idempotency import purge_expired
+from tasktrail.api.app import create_app
+from tasktrail.pg_pool import conninfo_of
 from tasktrail.schema import events, idempotency_keys
-from tests.conftest import Api, auth, live_server
+from tasktrail.storage.keys import purge_expired
+from tests.conftest import Api, auth, live_server, new_user_id, service_role_settings
 
 
 def event_count(engine: Engine, user_id: str) -> int:
@@ -211,3 +215,31 @@ def test_the_sweep_purges_expired_keys_of_every_user_and_keeps_fresh_ones(
             )
         )
     assert left == {kept.user_id}
+
+
+def test_a_duplicate_whose_first_never_ends_is_answered_409_before_the_deadline(
+    postgres_url: str, postgres_engine: Engine
+) -> None:
+    """The key's first request holds its claim in a transaction that does not end: the retry
+    waits for it (half the database's deadline), then is answered 409, the contract's "still
+    being processed", not 503 by the deadline; nothing is written."""
+    settings = service_role_settings(postgres_url)
+    user_id = new_user_id()
+    with (
+        psycopg.connect(conninfo_of(settings)) as first,
+        TestClient(create_app(settings)) as client,
+    ):
+        first.execute(
+            "SELECT * FROM tasktrail_claim_key(%s, 'held', %s, interval '24 hours', 1000)",
+            (user_id, "0" * 64),
+        )
+        response = client.post(
+            f"/api/{user_id}/tasks",
+            json={"title": "waits"},
+            headers={**auth(user_id), **keyed("held")},
+        )
+        first.rollback()
+    assert response.status_code == 409, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert "still being processed" in response.json()["detail"]
+    assert event_count(postgres_engine, user_id) == 0

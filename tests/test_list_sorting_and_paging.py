@@ -15,9 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, make_url
 
 from tasktrail.api.app import create_app
-from tasktrail.commands import handlers
 from tasktrail.commands.types import CommandContext, CreateTask, TaskFields, UpdateTask
 from tasktrail.database import create_database_engine, write_transaction
+from tasktrail.storage.sqlite.transaction import handle
 from tests.conftest import (
     POSTGRES_ADMIN_URL,
     Api,
@@ -122,7 +122,7 @@ def seed(engine: Engine, user_id: str) -> dict[str, str]:
         )
         command = CreateTask(context=context, task_id=str(ranked[rank]), fields=fields)
         with write_transaction(engine) as conn:
-            handlers.create_task(conn, command, clock=fixed_clock(moment))
+            handle(conn, command, clock=fixed_clock(moment))
         task_ids[title] = command.task_id
     for title, minute in UPDATES:
         moment = BASE + timedelta(minutes=minute)
@@ -130,7 +130,7 @@ def seed(engine: Engine, user_id: str) -> dict[str, str]:
             context=context, task_id=task_ids[title], changes={"description": "edited"}
         )
         with write_transaction(engine) as conn:
-            handlers.update_task(conn, update, clock=fixed_clock(moment))
+            handle(conn, update, clock=fixed_clock(moment))
     return task_ids
 
 

@@ -13,9 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from tasktrail.commands import handlers
 from tasktrail.commands.types import CommandContext, CreateTask, TaskFields
 from tasktrail.database import write_transaction
+from tasktrail.storage.sqlite.transaction import handle
 from tests.audit_helpers import settle
 from tests.conftest import Api, auth
 
@@ -69,7 +69,7 @@ def create_at(engine: Engine, user_id: str, moment: datetime, task_id: str) -> N
         fields=TaskFields(title=f"tied {task_id[:8]}"),
     )
     with write_transaction(engine) as conn:
-        handlers.create_task(conn, command, clock=lambda: moment)
+        handle(conn, command, clock=lambda: moment)
 
 
 def assert_problem(response: Any, status: int) -> dict[str, Any]:

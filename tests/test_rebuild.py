@@ -16,7 +16,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, func, inspect, select, text, update
 
 from tasktrail.api.app import create_app
-from tasktrail.commands import handlers
 from tasktrail.commands.types import CommandContext, UpdateTask
 from tasktrail.database import create_database_engine
 from tasktrail.projections import shadow
@@ -26,6 +25,7 @@ from tasktrail.projections.progress import REBUILD_LOCK_KEY
 from tasktrail.projections.rebuild import RebuildAborted, rebuild
 from tasktrail.projections.verify import diff_read_model
 from tasktrail.schema import events, tasks
+from tasktrail.storage.sqlite.transaction import handle
 from tests.conftest import (
     Api,
     auth,
@@ -250,7 +250,7 @@ def hold_an_update_while_a_later_one_commits(
         held.begin()
         context = CommandContext(user_id="held-user", actor="held-user", request_id=None)
         command = UpdateTask(context=context, task_id=held_task, changes={"title": "held"})
-        handlers.update_task(held, command)
+        handle(held, command)
         assert second.request("PATCH", f"/{later_task}", json={"title": "later"}).is_success
     return held, held_task, later_task
 

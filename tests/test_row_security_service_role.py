@@ -25,10 +25,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, make_url, text
 
 from tasktrail.api.services import services_of_app
-from tasktrail.api.writes.idempotency import purge_expired
 from tasktrail.database import create_database_engine, read_connection
 from tasktrail.pg_pool import AsyncPool, in_scope
 from tasktrail.row_security import SET_SWEEP_SQL, DatabaseScope, scope_to_audit, scope_to_user
+from tasktrail.storage.keys import purge_expired
 from tests.conftest import SECRET, SERVICE_LOGIN, auth, make_settings, new_user_id
 from tests.processes import served
 from tests.row_security_helpers import (

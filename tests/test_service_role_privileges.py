@@ -25,16 +25,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import make_url, select, text
 
 from tasktrail.api.app import create_app
-from tasktrail.commands.handlers import handle
-from tasktrail.commands.on_postgres import handle_on_postgres
 from tasktrail.commands.types import CommandContext, CreateTask, TaskFields, UpdateTask
 from tasktrail.database import create_database_engine, write_transaction
 from tasktrail.events.chain import verify_chain
 from tasktrail.events.store import event_columns, event_from_row
 from tasktrail.migrations import runner
-from tasktrail.pg_pool import set_scope
 from tasktrail.row_security import DatabaseScope, scope_to_user
 from tasktrail.schema import events
+from tasktrail.storage.port import KeptAnswer, Outcome, Written
+from tasktrail.storage.postgres.adapter import write_under_the_lock
+from tasktrail.storage.sqlite.transaction import handle
 from tests.conftest import (
     SERVICE_LOGIN,
     auth,
@@ -84,6 +84,14 @@ def _context(user_id: str) -> CommandContext:
     return CommandContext(user_id=user_id, actor=user_id, request_id=None)
 
 
+def _the_outcome(outcome: Outcome) -> Outcome:
+    return outcome
+
+
+def _kept_nothing(_: Outcome) -> KeptAnswer:
+    raise AssertionError("a write without a key keeps no answer")
+
+
 def _rename(user_id: str, task_id: str, title: str) -> UpdateTask:
     return UpdateTask(
         context=_context(user_id),
@@ -97,9 +105,10 @@ def _rename(user_id: str, task_id: str, title: str) -> UpdateTask:
 def test_every_write_path_of_the_service_appends_as_the_service_role(
     owner_url: str, service_url: str
 ) -> None:
-    """The call in one round trip (tasktrail_append), the long way (SQLAlchemy's insert compiled
-    for psycopg) and the sync engine's SQLAlchemy Core insert all name only the columns the role
-    may write: each appends, and the database fills position and xact_id."""
+    """The call in one round trip (tasktrail_append), the long way (the stream taken first,
+    then the same call) and the sync engine's SQLAlchemy Core insert (SQLite's adapter, which
+    tests and benchmarks also run on PostgreSQL) all name only the columns the role may write:
+    each appends, and the database fills position and xact_id."""
     user = new_user_id()
     settings = make_settings(service_url, owner_database_url=owner_url)
     with TestClient(create_app(settings)) as client:
@@ -108,11 +117,14 @@ def test_every_write_path_of_the_service_appends_as_the_service_role(
     task_id = created.json()["id"]
 
     async def the_long_way() -> None:
-        async with await psycopg.AsyncConnection.connect(libpq(service_url)) as conn:
-            async with conn.transaction():
-                await set_scope(conn, DatabaseScope(user_id=user))
-                outcome = await handle_on_postgres(conn, _rename(user, task_id, "second"))
-            assert [event.version for event in outcome.events] == [2]
+        async with await psycopg.AsyncConnection.connect(
+            libpq(service_url), autocommit=True
+        ) as conn:
+            written = await write_under_the_lock(
+                conn, _rename(user, task_id, "second"), None, _the_outcome, _kept_nothing
+            )
+            assert isinstance(written, Written)
+            assert [event.version for event in written.answer.events] == [2]
 
     anyio.run(the_long_way)
 
@@ -176,6 +188,7 @@ COLUMN_PRIVILEGES_BUT: dict[tuple[str, str], frozenset[str]] = {
 FUNCTIONS = frozenset(
     {
         "tasktrail_append",
+        "tasktrail_claim_key",
         "tasktrail_feed_horizon_held_seconds",
         "tasktrail_refuse_event_change",
         "tasktrail_task_document",

@@ -15,7 +15,6 @@ from fastapi.testclient import TestClient
 from freezegun import freeze_time
 from sqlalchemy import Engine, exc, inspect, select, text
 
-from tasktrail.commands import handlers
 from tasktrail.commands.types import CommandContext, CreateTask, TaskFields, UpdateTask
 from tasktrail.database import write_transaction
 from tasktrail.events.chain import GENESIS_HASH, verify_chain
@@ -23,6 +22,7 @@ from tasktrail.events.encoding import format_timestamp
 from tasktrail.events.store import event_from_row, read_task_stream
 from tasktrail.events.types import Event
 from tasktrail.schema import events, metadata, user_streams
+from tasktrail.storage.sqlite.transaction import handle
 from tests.conftest import Api
 
 PROBLEM_JSON = "application/problem+json"
@@ -125,7 +125,7 @@ def create_directly(engine: Engine, user_id: str, title: str) -> None:
         context=context(user_id), task_id=str(uuid.uuid4()), fields=TaskFields(title=title)
     )
     with write_transaction(engine) as conn:
-        handlers.create_task(conn, command)
+        handle(conn, command)
 
 
 # --- (a) events are append-only --------------------------------------------------------------
@@ -237,19 +237,19 @@ def test_a_clock_that_goes_back_is_raised_to_the_previous_events_time(
     earlier = datetime(2031, 6, 1, 12, 0, 0, tzinfo=UTC)
     task_id = str(uuid.uuid4())
     with write_transaction(engine) as conn:
-        handlers.create_task(
+        handle(
             conn,
             CreateTask(context=context(user_id), task_id=task_id, fields=TaskFields(title="a")),
             clock=lambda: later,
         )
     with write_transaction(engine) as conn:
-        outcome = handlers.update_task(
+        outcome = handle(
             conn,
             UpdateTask(context=context(user_id), task_id=task_id, changes={"title": "b"}),
             clock=lambda: earlier,
         )
     with write_transaction(engine) as conn:
-        handlers.create_task(
+        handle(
             conn,
             CreateTask(
                 context=context(user_id), task_id=str(uuid.uuid4()), fields=TaskFields(title="c")
@@ -287,7 +287,7 @@ def test_a_clock_that_goes_forward_again_is_used_as_it_is(engine: Engine, user_i
     ]
     for reading in readings:
         with write_transaction(engine) as conn:
-            handlers.create_task(
+            handle(
                 conn,
                 CreateTask(
                     context=context(user_id),

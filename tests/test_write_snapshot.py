@@ -17,17 +17,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete, event, select, update
 
 from tasktrail.api.app import create_app
-from tasktrail.commands import handlers
-from tasktrail.commands.handlers import Outcome
-from tasktrail.commands.on_postgres import handle_on_postgres
 from tasktrail.commands.types import CommandContext, UpdateTask
 from tasktrail.database import write_transaction
 from tasktrail.events.store import read_task_stream
-from tasktrail.pg_pool import conninfo_of, set_scope
+from tasktrail.pg_pool import conninfo_of
 from tasktrail.projections.evolve import fold
 from tasktrail.projections.inline import task_row
-from tasktrail.row_security import DatabaseScope
 from tasktrail.schema import tasks
+from tasktrail.storage.port import KeptAnswer, Outcome, Written
+from tasktrail.storage.postgres.adapter import write_on_snapshot, write_under_the_lock
+from tasktrail.storage.sqlite.transaction import handle
 from tests.conftest import Api, new_user_id, service_role_settings
 
 
@@ -68,12 +67,12 @@ def long_history(api: Api) -> dict[str, Any]:
     return task
 
 
-def rename(api: Api, task_id: str) -> UpdateTask:
+def rename(api: Api, task_id: str, title: str = "renamed") -> UpdateTask:
     context = CommandContext(user_id=api.user_id, actor=api.user_id, request_id="snapshot-test")
     return UpdateTask(
         context=context,
         task_id=task_id,
-        changes={"title": "renamed"},
+        changes={"title": title},
         completed=None,
         expected_versions=None,
     )
@@ -84,12 +83,20 @@ def test_a_write_on_a_current_row_reads_no_event_of_the_task(engine: Engine, api
     (the engine's path: SQLite's, run in a worker thread)."""
     task = long_history(api)
     with statements_of(engine) as sent, write_transaction(engine) as conn:
-        outcome = handlers.handle(conn, rename(api, task["id"]))
+        outcome = handle(conn, rename(api, task["id"]))
     assert outcome.state is not None
     assert outcome.state.version == 22
     assert sent, "the listener saw no statement"
     assert not [statement for statement in sent if reads_event_payloads(statement)]
     assert row_is_the_replay(engine, api.user_id, task["id"])
+
+
+def _outcome(outcome: Outcome) -> Outcome:
+    return outcome
+
+
+def _no_key(_: Outcome) -> KeptAnswer:
+    raise AssertionError("a write without a key keeps no answer")
 
 
 class RecordingCursor(psycopg.AsyncCursor[Any]):
@@ -105,25 +112,28 @@ class RecordingCursor(psycopg.AsyncCursor[Any]):
 def test_postgres_async_write_on_a_current_row_reads_no_event_of_the_task(
     postgres_engine: Engine, postgres_url: str
 ) -> None:
-    """The same on PostgreSQL's own path: psycopg's async connection, in a pipeline."""
+    """The same on PostgreSQL's adapter, both ways: decided on the snapshot (one call), and
+    decided under the lock (the stream first, the row, then the same call)."""
     settings = service_role_settings(postgres_url)
     with TestClient(create_app(settings)) as client:
         api = Api(client, new_user_id())
         task = long_history(api)
     conninfo = conninfo_of(settings)
 
-    async def write() -> Outcome:
+    async def write() -> list[Outcome]:
         async with await psycopg.AsyncConnection.connect(conninfo, autocommit=True) as conn:
             conn.cursor_factory = RecordingCursor
-            async with conn.pipeline(), conn.transaction():
-                # As the service's role, first in the transaction, as unit_of_work does.
-                await set_scope(conn, DatabaseScope(user_id=api.user_id))
-                return await handle_on_postgres(conn, rename(api, task["id"]))
+            outcomes = []
+            for way in (write_on_snapshot, write_under_the_lock):
+                command = rename(api, task["id"], way.__name__)
+                written = await way(conn, command, None, _outcome, _no_key)
+                assert isinstance(written, Written)
+                outcomes.append(written.answer)
+            return outcomes
 
     RecordingCursor.sent.clear()
-    outcome = anyio.run(write)
-    assert outcome.state is not None
-    assert outcome.state.version == 22
+    outcomes = anyio.run(write)
+    assert [outcome.state.version for outcome in outcomes if outcome.state] == [22, 23]
     assert RecordingCursor.sent, "the cursor saw no statement"
     assert not [statement for statement in RecordingCursor.sent if reads_event_payloads(statement)]
     assert row_is_the_replay(postgres_engine, api.user_id, task["id"])

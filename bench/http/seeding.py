@@ -14,11 +14,11 @@ import jwt
 import uuid_utils
 from sqlalchemy import select
 
-from tasktrail.commands import handlers
 from tasktrail.commands.types import CommandContext, CreateTask, TaskFields
 from tasktrail.database import create_database_engine, write_transaction
 from tasktrail.schema import tasks
 from tasktrail.settings import Settings
+from tasktrail.storage.sqlite.transaction import handle
 
 
 def mint_token(user_id: str, secret: str, lifetime: timedelta) -> str:
@@ -62,7 +62,7 @@ def seed_tasks(database_url: str, secret: str, user_ids: Sequence[str], tasks_ea
                         task_id=str(uuid_utils.uuid7()),  # as the API makes them
                         fields=_seed_fields(user_id, n),
                     )
-                    handlers.create_task(conn, command)
+                    handle(conn, command)
     finally:
         engine.dispose()
     return len(user_ids) * tasks_each

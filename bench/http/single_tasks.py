@@ -26,7 +26,6 @@ from sqlalchemy import Connection, update
 from bench.common.event_rows import EVENT_COLUMNS, copy_statement, event_line
 from bench.common.task_mix import Draft, change
 from bench.http.seeding import bench_settings
-from tasktrail.commands import handlers
 from tasktrail.commands.types import CommandContext, CreateTask, TaskFields
 from tasktrail.database import create_database_engine, write_transaction
 from tasktrail.events.chain import data_hash, recompute_hash
@@ -35,6 +34,7 @@ from tasktrail.events.types import CURRENT_SCHEMA_VERSION, Event
 from tasktrail.projections import inline
 from tasktrail.projections.evolve import fold
 from tasktrail.schema import user_streams
+from tasktrail.storage.sqlite.transaction import handle
 
 EVENT_SPACING = timedelta(minutes=1)
 
@@ -56,7 +56,7 @@ def _create(conn: Connection, user_id: str, title: str, clock: Callable[[], date
         task_id=task_id,
         fields=TaskFields(title=title),
     )
-    handlers.create_task(conn, command, clock)
+    handle(conn, command, clock)
     return task_id
 
 

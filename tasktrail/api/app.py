@@ -37,13 +37,16 @@ from tasktrail.api.live.hub import (
 from tasktrail.api.routes import audit, events, health, task_list, tasks
 from tasktrail.api.routes import metrics as metrics_route
 from tasktrail.api.services import Services
-from tasktrail.api.writes.idempotency import purge_expired
 from tasktrail.database import DatabaseUnavailable, create_database_engine, read_connection
 from tasktrail.logs import configure_logging
 from tasktrail.pg_pool import AsyncPool, conninfo_of
 from tasktrail.queries.cursor import cursor_key
 from tasktrail.row_security import ROLE_CHECK_SQL, role_problem
 from tasktrail.settings import Settings, load_settings, with_development_secret
+from tasktrail.storage.keys import purge_expired
+from tasktrail.storage.port import key_wait_ms
+from tasktrail.storage.postgres.adapter import PostgresWrites
+from tasktrail.storage.sqlite.adapter import SqliteWrites
 
 SWEEP_SECONDS = 600
 _log = structlog.get_logger("tasktrail.app")
@@ -182,6 +185,11 @@ def create_app(
         settings=settings,
         engine=database,
         pool=pool,
+        writes=(
+            SqliteWrites(database, settings.database_deadline)
+            if pool is None
+            else PostgresWrites(pool, wait_ms=key_wait_ms(settings.database_deadline))
+        ),
         verifier=verifier,
         cursor_key=cursor_signing_key,
         feed_hub=feed_hub,

@@ -1,24 +1,15 @@
-"""Blocking database work in a worker thread, with a deadline on this side.
-
-A thread blocked on a database that hangs cannot be interrupted, and before it even runs, a
-request may wait for a free thread. So the whole wait (for a thread, then for the work) is
-bounded by `TASKTRAIL_DATABASE_DEADLINE`: past it the request is answered 503 and the thread is
-left to finish on its own (its connection comes back to the pool when the database answers or
-the connection dies). A write left that way may still commit: its client got no success, and a
-retry with the same `Idempotency-Key` replays it.
-"""
+"""Blocking database work of a request in a worker thread, within the database's deadline
+(storage/threads.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TypeVar, TypeVarTuple
 
-import anyio
-import anyio.to_thread
 from fastapi import Request
 
 from tasktrail.api.services import services
-from tasktrail.database import DatabaseUnavailable
+from tasktrail.storage.threads import in_worker_thread
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -26,8 +17,4 @@ Ts = TypeVarTuple("Ts")
 
 async def in_thread(request: Request, work: Callable[[*Ts], T], *args: *Ts) -> T:
     """Run `work(*args)` in a worker thread; `DatabaseUnavailable` (a 503) past the deadline."""
-    deadline = services(request).settings.database_deadline
-    with anyio.move_on_after(deadline):
-        return await anyio.to_thread.run_sync(work, *args, abandon_on_cancel=True)
-    # Only the deadline leaves the block without returning.
-    raise DatabaseUnavailable(f"the database did not answer within {deadline:g} seconds")
+    return await in_worker_thread(services(request).settings.database_deadline, work, *args)

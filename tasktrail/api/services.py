@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from tasktrail.api.live.hub import FeedHub
     from tasktrail.pg_pool import AsyncPool
     from tasktrail.settings import Settings
+    from tasktrail.storage.port import WritePort
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,6 +30,7 @@ class Services:
     settings: Settings
     engine: Engine  # the sync engine: SQLite, and PostgreSQL's routes off the hot path
     pool: AsyncPool | None  # PostgreSQL's async pool for the hot path; None on SQLite
+    writes: WritePort  # where a write is kept: the engine's adapter
     verifier: TokenVerifier
     cursor_key: bytes  # signs the list's cursors (derived from the secret, never the secret)
     feed_hub: FeedHub

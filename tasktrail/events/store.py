@@ -110,20 +110,46 @@ def seal_events(
     actor: str,
     request_id: str | None,
 ) -> list[Event]:
-    """The events as they will be stored after `head`: seq, version, time and the hash chain.
+    """The events as they will be stored after `head`: seq, version, time and the hash chain."""
+    sealed: list[Event] = []
+    prev_hash = head.hash
+    for unlinked in numbered_events(
+        head,
+        task_id=task_id,
+        base_version=base_version,
+        new_events=new_events,
+        now=now,
+        actor=actor,
+        request_id=request_id,
+    ):
+        linked = dataclasses.replace(unlinked, prev_hash=prev_hash)
+        prev_hash = recompute_hash(linked)
+        sealed.append(dataclasses.replace(linked, hash=prev_hash))
+    return sealed
+
+
+def numbered_events(
+    head: StreamHead,
+    *,
+    task_id: str,
+    base_version: int,
+    new_events: Sequence[NewEvent],
+    now: datetime,
+    actor: str,
+    request_id: str | None,
+) -> list[Event]:
+    """The events as they will be stored after `head`, but for their links (`prev_hash` and
+    `hash` empty): whoever appends them links them, the SQLite adapter here (`seal_events`),
+    PostgreSQL's in `tasktrail_append`.
 
     `occurred_at` is the clock read after the lock, raised to the previous event's time if the
-    clock went back, so it never decreases along seq. Pure: both write paths (the sync one and
-    PostgreSQL's async one) seal with it.
+    clock went back, so it never decreases along seq.
     """
     occurred_at = now if head.occurred_at is None else max(now, head.occurred_at)
-    sealed: list[Event] = []
-    prev_hash, seq = head.hash, head.seq
-    for offset, new in enumerate(new_events, start=1):
-        seq += 1
-        unsealed = Event(
+    return [
+        Event(
             user_id=head.user_id,
-            seq=seq,
+            seq=head.seq + offset,
             task_id=task_id,
             version=base_version + offset,
             type=new.type.value,
@@ -133,12 +159,11 @@ def seal_events(
             occurred_at=occurred_at,
             actor=actor,
             request_id=request_id,
-            prev_hash=prev_hash,
+            prev_hash="",
             hash="",
         )
-        prev_hash = recompute_hash(unsealed)
-        sealed.append(dataclasses.replace(unsealed, hash=prev_hash))
-    return sealed
+        for offset, new in enumerate(new_events, start=1)
+    ]
 
 
 @cache

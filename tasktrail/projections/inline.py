@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Insert
 
 from tasktrail.database import dialect_insert
-from tasktrail.projections.document import task_document
+from tasktrail.projections.document import TaskDocument, task_document
 from tasktrail.projections.fields import ROW_COLUMN_NAMES, ROW_COLUMNS, Kind
 from tasktrail.projections.state import TaskState
 from tasktrail.schema import tasks
@@ -44,23 +44,24 @@ def _column_value(name: str, kind: Kind) -> Callable[[TaskState], Any]:
 _COLUMN_VALUES = tuple(_column_value(name, kind) for name, kind in ROW_COLUMNS[:-2])
 
 
-def task_values(state: TaskState) -> tuple[Any, ...]:
+def task_values(state: TaskState, document: TaskDocument | None = None) -> tuple[Any, ...]:
     """The `tasks` row for a state, in `TASK_COLUMNS` order, folded columns included, its
-    document and ETag last. The id is text; the lists are lists."""
-    body, etag = task_document(state)
+    document and ETag last (`document`, when the caller made it already). The id is text; the
+    lists are lists."""
+    body, etag = task_document(state) if document is None else document
     return (*(value(state) for value in _COLUMN_VALUES), body, etag)
 
 
-def task_row(state: TaskState) -> dict[str, Any]:
+def task_row(state: TaskState, document: TaskDocument | None = None) -> dict[str, Any]:
     """The `tasks` row for a state, by column name, as SQLAlchemy writes it (the id a UUID)."""
-    row = dict(zip(TASK_COLUMNS, task_values(state), strict=True))
+    row = dict(zip(TASK_COLUMNS, task_values(state, document), strict=True))
     row["id"] = uuid.UUID(state.id)
     return row
 
 
-def apply(conn: Connection, state: TaskState) -> None:
+def apply(conn: Connection, state: TaskState, document: TaskDocument | None = None) -> None:
     """Write the task's whole row (insert or replace), in the caller's transaction."""
-    conn.execute(_upsert(conn.dialect.name), task_row(state))
+    conn.execute(_upsert(conn.dialect.name), task_row(state, document))
 
 
 @cache

@@ -20,7 +20,7 @@ IMPURE_TASKTRAIL = (
     "tasktrail.settings",
     "tasktrail.migrations",
     "tasktrail.events.store",
-    "tasktrail.commands.handlers",
+    "tasktrail.storage.sqlite.transaction",
     "tasktrail.projections.inline",
     "tasktrail.queries",
 )
@@ -67,7 +67,7 @@ def test_a_domain_module_loads_no_web_database_or_token_library(module: str) -> 
 
 
 def test_the_probe_sees_a_database_library_when_one_is_imported() -> None:
-    """The check can fail: importing the command handlers does load sqlalchemy."""
-    loaded = modules_loaded_by("tasktrail.commands.handlers")
+    """The check can fail: importing the SQLite adapter's transaction does load sqlalchemy."""
+    loaded = modules_loaded_by("tasktrail.storage.sqlite.transaction")
     assert "sqlalchemy" in loaded
-    assert "tasktrail.commands.handlers" in loaded
+    assert "tasktrail.storage.sqlite.transaction" in loaded

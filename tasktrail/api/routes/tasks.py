@@ -52,7 +52,7 @@ from tasktrail.api.routes.write_request import (
 )
 from tasktrail.api.services import services
 from tasktrail.api.writes.unit_of_work import Respond, run_write
-from tasktrail.commands.handlers import Outcome
+from tasktrail.commands.errors import TaskNotFound
 from tasktrail.commands.types import (
     CompleteTask,
     CreateTask,
@@ -63,11 +63,12 @@ from tasktrail.commands.types import (
     UpdateTask,
 )
 from tasktrail.database import read_connection
-from tasktrail.projections.document import TaskDocument, task_document
+from tasktrail.projections.document import TaskDocument
 from tasktrail.projections.state import TaskState
 from tasktrail.queries.as_of import task_as_of
 from tasktrail.queries.hot_reads import get_task_document
 from tasktrail.queries.tasks import get_task
+from tasktrail.storage.port import Outcome
 
 # HandledRoute: the most frequent requests (the single-task read, create, patch, complete) read
 # their own parameters.
@@ -118,7 +119,7 @@ async def _create(request: Request, write: NewTaskWrite, body: TaskCreate) -> Re
 
     def respond(outcome: Outcome) -> Response:
         task = _task_of(outcome.state, command.task_id)
-        return task_response(task_document(task), 201, {"Location": task_location(task)})
+        return task_response(outcome.document, 201, {"Location": task_location(task)})
 
     return await run_write(request, command, write.key, respond)
 
@@ -363,11 +364,12 @@ async def restore_task(request: Request, write: UnconditionalTaskWriteDep) -> Re
 
 
 def _answering(task_id: str) -> Respond:
-    """The task the write left, as the projector stored it (its document, made once more from
-    the same state: the handlers hand back the state, not the row)."""
+    """The task the write left, as the projector stored it (the outcome's document is the one
+    its row holds)."""
 
     def respond(outcome: Outcome) -> Response:
-        return task_response(task_document(_task_of(outcome.state, task_id)))
+        _task_of(outcome.state, task_id)
+        return task_response(outcome.document)
 
     return respond
 
@@ -385,5 +387,5 @@ def _fields_of(body: TaskCreate | TaskReplace) -> TaskFields:
 
 def _task_of(state: TaskState | None, task_id: str) -> TaskState:
     if state is None:
-        raise task_not_found(task_id)
+        raise TaskNotFound(task_id)  # answered as task_not_found, by the domain errors' handler
     return state

@@ -38,7 +38,7 @@ depends_on = None
 _ROLE = "tasktrail_service"
 _OWN_ROW = "user_id = current_setting('tasktrail.user_id', true)"
 _AUDITING = "current_setting('tasktrail.audit', true) = 'on'"
-# The key lifetime of api/writes/idempotency.py (KEY_LIFETIME): the sweep reaches no younger key.
+# The key lifetime of storage/port.py (KEY_LIFETIME): the sweep reaches no younger key.
 _SWEEPING = (
     "current_setting('tasktrail.sweep', true) = 'on' AND created_at < now() - interval '24 hours'"
 )

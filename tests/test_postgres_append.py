@@ -1,8 +1,9 @@
-"""PostgreSQL's write in one round trip: `tasktrail_append` (migration 0010) and its caller.
+"""PostgreSQL's write function, `tasktrail_append` (migrations 0010, 0013, 0016), and its caller.
 
 The database numbers, links and hashes the events there; the service encodes everything else.
 These tests hold the two to one hash for every event type and for awkward text, and check that a
-write whose snapshot moved writes nothing (the caller then goes the long way).
+write whose snapshot moved writes nothing (the adapter then decides again under the lock). The
+port's contract, on both engines, is tests/test_write_port.py.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from itertools import pairwise
 from typing import Any
 
@@ -25,14 +26,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
 from tasktrail.api.app import create_app
-from tasktrail.commands.handlers import Outcome
-from tasktrail.commands.in_one_round_trip import (
-    AnswerToKeep,
-    Decided,
-    SnapshotMoved,
-    apply_decided,
-    decide_on_snapshot,
-)
 from tasktrail.commands.types import (
     Command,
     CommandContext,
@@ -57,6 +50,10 @@ from tasktrail.events.store import event_columns, event_from_row
 from tasktrail.events.types import Event, EventType
 from tasktrail.pg_pool import AsyncConnection, conninfo_of
 from tasktrail.schema import events, idempotency_keys
+from tasktrail.storage.port import KeptAnswer, KeyClaim, Outcome, StoredAnswer
+from tasktrail.storage.postgres import append, decided
+from tasktrail.storage.postgres.append import SnapshotMoved
+from tasktrail.storage.postgres.decided import Decided
 from tests.conftest import Api, auth, live_server, make_settings, new_user_id, service_role_settings
 from tests.test_write_snapshot import row_is_the_replay
 
@@ -119,9 +116,9 @@ def user_events(engine: Engine, user_id: str) -> list[Event]:
 
 def decide_and_apply(conninfo: str, command: Command) -> Outcome:
     async def work(conn: AsyncConnection) -> Outcome:
-        decided = await decide_on_snapshot(conn, command)
-        assert decided is not None, "the row is current: the write must not go the long way"
-        applied = await apply_decided(conn, decided, None)
+        on_snapshot = await decided.on_snapshot(conn, command)
+        assert on_snapshot is not None, "the row is current: the write must not go the long way"
+        applied = await append.apply(conn, on_snapshot, None, None)
         assert isinstance(applied, Outcome)
         return applied
 
@@ -178,9 +175,15 @@ def test_postgres_hashes_every_event_type_as_the_service_does(
     stored = user_events(postgres_engine, user_id)
     assert {event.type for event in stored} == {kind.value for kind in EventType}
     assert [event.seq for event in stored] == list(range(1, 9))
-    # What the caller got back is what was stored (it re-seals and checks the database's hash).
+    # What the caller got back is what was stored: linked by the hashes the database returned.
     returned = [event for outcome in outcomes for event in outcome.events]
-    assert [event.hash for event in returned] == [event.hash for event in stored]
+    assert [(event.seq, event.prev_hash, event.hash) for event in returned] == [
+        (event.seq, event.prev_hash, event.hash) for event in stored
+    ]
+    # And the state the caller got back knows the seq of its last event, as its row does.
+    assert [outcome.state and outcome.state.last_seq for outcome in outcomes] == [
+        outcome.events[-1].seq for outcome in outcomes
+    ]
     for event in stored:
         assert recompute_hash(event) == event.hash
         assert data_hash(event.data) == event.data_hash
@@ -210,16 +213,16 @@ def test_a_write_whose_task_moved_writes_nothing(
         completed=None,
         expected_versions=None,
     )
-    keep = answer_to_keep("k-moved", "f" * 64, 200, {}, b"{}")
+    claim, answer = answer_to_keep("k-moved", "f" * 64, 200, {}, b"{}")
 
     async def work(conn: AsyncConnection) -> None:
-        decided = await decide_on_snapshot(conn, rename)
-        assert decided is not None
-        other = await decide_on_snapshot(conn, rename)  # the same rename, applied first
+        late = await decided.on_snapshot(conn, rename)
+        assert late is not None
+        other = await decided.on_snapshot(conn, rename)  # the same rename, applied first
         assert other is not None
-        await apply_decided(conn, other, None)
+        await append.apply(conn, other, None, None)
         with pytest.raises(SnapshotMoved):
-            await apply_decided(conn, decided, keep)
+            await append.apply(conn, late, claim, answer)
 
     run_on(conninfo, work)
     assert [event.version for event in user_events(postgres_engine, user_id)] == [1, 2]
@@ -237,13 +240,13 @@ def test_a_write_with_a_clock_behind_the_stream_writes_nothing(
 
     async def work(conn: AsyncConnection) -> Decided | None:
         late = create(user_id, str(uuid.uuid4()))
-        decided = await decide_on_snapshot(
+        on_snapshot = await decided.on_snapshot(
             conn, late, clock=lambda: datetime(2000, 1, 1, tzinfo=UTC)
         )
-        assert decided is not None
+        assert on_snapshot is not None
         with pytest.raises(SnapshotMoved):
-            await apply_decided(conn, decided, None)
-        return decided
+            await append.apply(conn, on_snapshot, None, None)
+        return on_snapshot
 
     run_on(conninfo, work)
     assert len(user_events(postgres_engine, user_id)) == 1
@@ -254,17 +257,18 @@ def test_a_keyed_write_whose_key_is_taken_gets_the_stored_answer(
 ) -> None:
     conninfo = conninfo_of(make_settings(postgres_url))
     user_id = new_user_id()
-    keep = answer_to_keep("k-taken", "a" * 64, 201, {"etag": '"1"'}, b'{"first": true}')
+    claim, answer = answer_to_keep("k-taken", "a" * 64, 201, {"etag": '"1"'}, b'{"first": true}')
 
     async def work(conn: AsyncConnection) -> Any:
-        first = await decide_on_snapshot(conn, create(user_id, str(uuid.uuid4())))
-        second = await decide_on_snapshot(conn, create(user_id, str(uuid.uuid4())))
+        first = await decided.on_snapshot(conn, create(user_id, str(uuid.uuid4())))
+        second = await decided.on_snapshot(conn, create(user_id, str(uuid.uuid4())))
         assert first is not None
         assert second is not None
-        await apply_decided(conn, first, keep)
-        return await apply_decided(conn, second, keep)
+        await append.apply(conn, first, claim, answer)
+        return await append.apply(conn, second, claim, answer)
 
     stored = run_on(conninfo, work)
+    assert isinstance(stored, StoredAnswer)
     assert (stored.fingerprint, stored.status_code, stored.headers, stored.body) == (
         "a" * 64,
         201,
@@ -336,16 +340,8 @@ def create(user_id: str, task_id: str) -> CreateTask:
 
 def answer_to_keep(
     key: str, fingerprint: str, status_code: int, headers: dict[str, str], body: bytes
-) -> AnswerToKeep:
-    return AnswerToKeep(
-        key=key,
-        fingerprint=fingerprint,
-        lifetime=timedelta(hours=24),
-        wait_ms=1000,
-        status_code=status_code,
-        headers=headers,
-        body=body,
-    )
+) -> tuple[KeyClaim, KeptAnswer]:
+    return KeyClaim(key, fingerprint), KeptAnswer(status_code, headers, body)
 
 
 def key_count(engine: Engine, user_id: str) -> int:

@@ -1,0 +1,135 @@
+"""The write port on PostgreSQL: a write decided on a snapshot and applied in one call, or, when
+that snapshot moved, decided again under the user's stream lock and applied by the same call.
+
+The first try reads the task's row without a lock (none for a create), decides, and sends the
+result to `tasktrail_append` in autocommit: one round trip for a create, two for the rest, and
+the user's stream is held for that one call only. It gives way (nothing written) when the row
+moved meanwhile, when the row is not the fold of the log, or when a keyed write is refused, since
+its key may hold an answer to replay. The second try is a transaction, sent as a pipeline: the
+key's claim first (its kept answer ends the write), then the stream's lock and the task's row in
+one round trip, the decision under the lock, and `tasktrail_append` with the COMMIT.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from tasktrail.commands.errors import DomainError
+from tasktrail.commands.types import Command
+from tasktrail.pg_pool import AsyncConnection, AsyncPool, set_scope
+from tasktrail.row_security import DatabaseScope
+from tasktrail.storage.port import (
+    WAIT_FOR_FIRST_MS,
+    Clock,
+    KeptAnswer,
+    KeyClaim,
+    Outcome,
+    StoredAnswer,
+    Written,
+    system_clock,
+)
+from tasktrail.storage.postgres import append, decided
+
+R = TypeVar("R")
+
+
+class PostgresWrites:
+    def __init__(
+        self, pool: AsyncPool, clock: Clock = system_clock, wait_ms: int = WAIT_FOR_FIRST_MS
+    ) -> None:
+        self._pool = pool
+        self._clock = clock
+        self._wait_ms = wait_ms  # for a key's first request (`key_wait_ms`)
+
+    async def write(
+        self,
+        command: Command,
+        claim: KeyClaim | None,
+        respond: Callable[[Outcome], R],
+        keep: Callable[[R], KeptAnswer],
+    ) -> Written[R] | StoredAnswer:
+        async with self._pool.connection() as conn:
+            return await write(conn, command, claim, respond, keep, self._clock, self._wait_ms)
+
+
+async def write(
+    conn: AsyncConnection,
+    command: Command,
+    claim: KeyClaim | None,
+    respond: Callable[[Outcome], R],
+    keep: Callable[[R], KeptAnswer],
+    clock: Clock = system_clock,
+    wait_ms: int = WAIT_FOR_FIRST_MS,
+) -> Written[R] | StoredAnswer:
+    """The port's write on a connection in autocommit: on the snapshot, else under the lock."""
+    written = await write_on_snapshot(conn, command, claim, respond, keep, clock, wait_ms)
+    if written is not None:
+        return written
+    return await write_under_the_lock(conn, command, claim, respond, keep, clock, wait_ms)
+
+
+async def write_on_snapshot(
+    conn: AsyncConnection,
+    command: Command,
+    claim: KeyClaim | None,
+    respond: Callable[[Outcome], R],
+    keep: Callable[[R], KeptAnswer],
+    clock: Clock = system_clock,
+    wait_ms: int = WAIT_FOR_FIRST_MS,
+) -> Written[R] | StoredAnswer | None:
+    """Decided on the unlocked row and applied in one call; None to decide under the lock."""
+    try:
+        on_snapshot = await decided.on_snapshot(conn, command, clock)
+        if on_snapshot is None:
+            return None
+        answer = respond(on_snapshot.outcome)
+    except DomainError:
+        if claim is not None:
+            return None  # a retry of a write that succeeded: its key replays the answer
+        raise
+    if claim is None and not on_snapshot.outcome.events:
+        return Written(answer, 0)  # nothing to append and no key to keep: a read was enough
+    try:
+        applied = await append.apply(
+            conn, on_snapshot, claim, None if claim is None else keep(answer), wait_ms
+        )
+    except append.SnapshotMoved:
+        return None
+    if isinstance(applied, StoredAnswer):
+        return applied
+    return Written(answer, len(applied.events))
+
+
+async def write_under_the_lock(
+    conn: AsyncConnection,
+    command: Command,
+    claim: KeyClaim | None,
+    respond: Callable[[Outcome], R],
+    keep: Callable[[R], KeptAnswer],
+    clock: Clock = system_clock,
+    wait_ms: int = WAIT_FOR_FIRST_MS,
+) -> Written[R] | StoredAnswer:
+    """The key's claim, then the stream's lock and the decision, then the call, with COMMIT."""
+    user_id = command.context.user_id
+    with append.refusals():
+        async with conn.pipeline():
+            async with conn.transaction():
+                await set_scope(conn, DatabaseScope(user_id=user_id))
+                # The key before the stream: every keyed write takes its locks in that order.
+                if claim is not None:
+                    stored = await append.claim_key(conn, user_id, claim, wait_ms)
+                    if stored is not None:
+                        return stored
+                locked = await decided.under_the_lock(conn, command, clock)
+                answer = respond(locked.outcome)
+                if claim is None and not locked.outcome.events:
+                    return Written(answer, 0)
+                call = await append.send(
+                    conn, locked, claim, None if claim is None else keep(answer), wait_ms
+                )
+            # Committed: the call's answer came back with the COMMIT's.
+            applied = await append.result(call, locked)
+    if isinstance(applied, StoredAnswer):
+        raise RuntimeError("a key claimed under the lock was found taken")
+    return Written(answer, len(applied.events))

@@ -1,0 +1,62 @@
+"""The write port on SQLite: the key's claim, the command and the key's record in one
+transaction on the sync engine, run in a worker thread within the database's deadline."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from sqlalchemy import Engine
+
+from tasktrail.commands.types import Command
+from tasktrail.database import write_transaction
+from tasktrail.storage.port import (
+    Clock,
+    KeptAnswer,
+    KeyClaim,
+    Outcome,
+    StoredAnswer,
+    Written,
+    system_clock,
+)
+from tasktrail.storage.sqlite.keys import claim as claim_key
+from tasktrail.storage.sqlite.keys import record
+from tasktrail.storage.sqlite.transaction import handle
+from tasktrail.storage.threads import in_worker_thread
+
+R = TypeVar("R")
+
+
+class SqliteWrites:
+    def __init__(self, engine: Engine, deadline: float, clock: Clock = system_clock) -> None:
+        if engine.dialect.name != "sqlite":
+            raise ValueError(f"SqliteWrites needs a SQLite engine, not {engine.dialect.name}")
+        self._engine = engine
+        self._deadline = deadline
+        self._clock = clock
+
+    async def write(
+        self,
+        command: Command,
+        claim: KeyClaim | None,
+        respond: Callable[[Outcome], R],
+        keep: Callable[[R], KeptAnswer],
+    ) -> Written[R] | StoredAnswer:
+        return await in_worker_thread(self._deadline, self._write, command, claim, respond, keep)
+
+    def _write(
+        self,
+        command: Command,
+        claim: KeyClaim | None,
+        respond: Callable[[Outcome], R],
+        keep: Callable[[R], KeptAnswer],
+    ) -> Written[R] | StoredAnswer:
+        user_id = command.context.user_id
+        with write_transaction(self._engine) as conn:
+            if claim is not None and (stored := claim_key(conn, user_id, claim)) is not None:
+                return stored
+            outcome = handle(conn, command, self._clock)
+            answer = respond(outcome)
+            if claim is not None:
+                record(conn, user_id, claim.key, keep(answer))
+        return Written(answer, len(outcome.events))
