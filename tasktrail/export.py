@@ -9,9 +9,9 @@ from typing import TextIO
 
 import orjson
 
-from tasktrail.events.encoding import canonical_json
-from tasktrail.events.record import EVENT_FIELD_NAMES, event_record
-from tasktrail.events.types import Event
+from tasktrail.domain.encoding import canonical_json
+from tasktrail.domain.event_record import EVENT_FIELD_NAMES, event_record
+from tasktrail.domain.events import Event
 
 CSV_COLUMNS = EVENT_FIELD_NAMES
 

@@ -134,7 +134,7 @@ tasks = Table(
     Column("deleted_at", UTCDateTime, nullable=True),
     Column("version", Integer, nullable=False),
     Column("last_seq", BigInteger, nullable=False),
-    # What a read sends, written by the projector with the row (projections/document.py): the
+    # What a read sends, written by the projector with the row (domain/document.py): the
     # task's JSON document, the exact text served, and its ETag, `"<version>"`. Reads send them
     # as they are instead of building the task's JSON again for every row.
     Column("body", Text, nullable=False),

@@ -15,9 +15,9 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 
-from tasktrail.events.chain import GENESIS_HASH, data_hash, recompute_hash
+from tasktrail.domain.chain import GENESIS_HASH, data_hash, recompute_hash
+from tasktrail.domain.events import Event
 from tasktrail.events.store import event_columns, event_from_row
-from tasktrail.events.types import Event
 from tasktrail.schema import events, tasks, user_streams
 from tests.conftest import Api, auth
 

@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
-from tasktrail.commands.types import CommandContext, CreateTask, TaskFields
 from tasktrail.database import read_connection, write_transaction
+from tasktrail.domain.commands import CommandContext, CreateTask, TaskFields
 from tasktrail.queries.audit import AuditFilter, audit_page
 from tasktrail.schema import events
 from tasktrail.storage.sqlite.transaction import handle

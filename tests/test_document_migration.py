@@ -11,9 +11,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, exc, insert, inspect, select
 
+from tasktrail.domain.state import TaskState
 from tasktrail.migrations import runner
 from tasktrail.projections.inline import task_row
-from tasktrail.projections.state import TaskState
 from tasktrail.schema import tasks
 
 # More than two batches of the migration's 2 000 rows.

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, make_url
 
 from tasktrail.api.app import create_app
-from tasktrail.commands.types import CommandContext, CreateTask, TaskFields, UpdateTask
 from tasktrail.database import create_database_engine, write_transaction
+from tasktrail.domain.commands import CommandContext, CreateTask, TaskFields, UpdateTask
 from tasktrail.storage.sqlite.transaction import handle
 from tests.conftest import (
     POSTGRES_ADMIN_URL,

@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine
 
-from tasktrail.commands.types import CommandContext, CreateTask, TaskFields
 from tasktrail.database import write_transaction
+from tasktrail.domain.commands import CommandContext, CreateTask, TaskFields
 from tasktrail.storage.sqlite.transaction import handle
 from tests.audit_helpers import settle
 from tests.conftest import Api, auth

@@ -26,17 +26,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select
 
 from tasktrail.api.app import create_app
-from tasktrail.commands.types import (
-    Command,
-    CommandContext,
-    CompleteTask,
-    CreateTask,
-    DeleteTask,
-    RestoreTask,
-    TaskFields,
-    UpdateTask,
-)
-from tasktrail.events.chain import (
+from tasktrail.domain.chain import (
     GENESIS_HASH,
     data_hash,
     event_hash,
@@ -46,8 +36,18 @@ from tasktrail.events.chain import (
     recompute_hash,
     verify_chain,
 )
+from tasktrail.domain.commands import (
+    Command,
+    CommandContext,
+    CompleteTask,
+    CreateTask,
+    DeleteTask,
+    RestoreTask,
+    TaskFields,
+    UpdateTask,
+)
+from tasktrail.domain.events import Event, EventType
 from tasktrail.events.store import event_columns, event_from_row
-from tasktrail.events.types import Event, EventType
 from tasktrail.pg_pool import AsyncConnection, conninfo_of
 from tasktrail.schema import events, idempotency_keys
 from tasktrail.storage.port import KeptAnswer, KeyClaim, Outcome, StoredAnswer

@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, func, inspect, select, text, update
 
 from tasktrail.api.app import create_app
-from tasktrail.commands.types import CommandContext, UpdateTask
 from tasktrail.database import create_database_engine
+from tasktrail.domain.commands import CommandContext, UpdateTask
 from tasktrail.projections import shadow
 from tasktrail.projections.fill import fill_in_processes
 from tasktrail.projections.inline import TASK_COLUMNS

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from tasktrail.api.app import create_app
-from tasktrail.events.types import JsonObject
-from tasktrail.events.upcasting import registered
+from tasktrail.domain.events import JsonObject
+from tasktrail.domain.upcasting import registered
 from tasktrail.projections.rebuild import rebuild
 from tasktrail.projections.replay import LoggedChange, logged_changes
 from tasktrail.projections.verify import diff_read_model

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from tasktrail.domain.state import TaskState
 from tasktrail.projections import shadow
 from tasktrail.projections.inline import TASK_COLUMNS, task_values
 from tasktrail.projections.row_digest import COLUMN_KINDS, looped_row_digest, row_digest
-from tasktrail.projections.state import TaskState
 
 T = datetime(2026, 11, 25, 9, 30, 15, 123456, tzinfo=UTC)
 AWKWARD_TEXT = [

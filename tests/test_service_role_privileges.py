@@ -25,9 +25,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import make_url, select, text
 
 from tasktrail.api.app import create_app
-from tasktrail.commands.types import CommandContext, CreateTask, TaskFields, UpdateTask
 from tasktrail.database import create_database_engine, write_transaction
-from tasktrail.events.chain import verify_chain
+from tasktrail.domain.chain import verify_chain
+from tasktrail.domain.commands import CommandContext, CreateTask, TaskFields, UpdateTask
 from tasktrail.events.store import event_columns, event_from_row
 from tasktrail.migrations import runner
 from tasktrail.row_security import DatabaseScope, scope_to_user

@@ -15,12 +15,12 @@ from fastapi.testclient import TestClient
 from freezegun import freeze_time
 from sqlalchemy import Engine, exc, inspect, select, text
 
-from tasktrail.commands.types import CommandContext, CreateTask, TaskFields, UpdateTask
 from tasktrail.database import write_transaction
-from tasktrail.events.chain import GENESIS_HASH, verify_chain
-from tasktrail.events.encoding import format_timestamp
+from tasktrail.domain.chain import GENESIS_HASH, verify_chain
+from tasktrail.domain.commands import CommandContext, CreateTask, TaskFields, UpdateTask
+from tasktrail.domain.encoding import format_timestamp
+from tasktrail.domain.events import Event
 from tasktrail.events.store import event_from_row, read_task_stream
-from tasktrail.events.types import Event
 from tasktrail.schema import events, metadata, user_streams
 from tasktrail.storage.sqlite.transaction import handle
 from tests.conftest import Api

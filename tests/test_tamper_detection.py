@@ -21,7 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, func, select, update
 
-from tasktrail.events.chain import GENESIS_HASH
+from tasktrail.domain.chain import GENESIS_HASH
 from tasktrail.schema import events, tasks, user_streams
 from tests.conftest import Api, new_user_id
 from tests.processes import run_cli

@@ -12,9 +12,9 @@ import orjson
 import pytest
 from sqlalchemy import Engine, select
 
-from tasktrail.events.encoding import format_timestamp
-from tasktrail.projections.document import task_document
-from tasktrail.projections.state import TaskState
+from tasktrail.domain.document import task_document
+from tasktrail.domain.encoding import format_timestamp
+from tasktrail.domain.state import TaskState
 from tasktrail.schema import tasks
 from tests.conftest import Api
 

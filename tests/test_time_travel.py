@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from freezegun import freeze_time
 
-from tasktrail.events.encoding import format_timestamp
+from tasktrail.domain.encoding import format_timestamp
 from tests.conftest import Api
 
 # The test client's own machinery (event loop, transport) keeps the real clock.

@@ -14,13 +14,13 @@ import pytest
 from sqlalchemy import Engine, update
 
 from tasktrail.database import write_transaction
-from tasktrail.events.chain import data_hash, recompute_hash
-from tasktrail.events.encoding import format_timestamp
+from tasktrail.domain.chain import data_hash, recompute_hash
+from tasktrail.domain.encoding import format_timestamp
+from tasktrail.domain.events import Event, JsonObject
+from tasktrail.domain.evolve import fold
+from tasktrail.domain.upcasting import registered
 from tasktrail.events.store import lock_user_stream
-from tasktrail.events.types import Event, JsonObject
-from tasktrail.events.upcasting import registered
 from tasktrail.projections import inline
-from tasktrail.projections.evolve import fold
 from tasktrail.projections.verify import diff_read_model
 from tasktrail.schema import events, user_streams
 from tests.conftest import Api, auth

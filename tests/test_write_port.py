@@ -21,8 +21,9 @@ import psycopg
 import pytest
 from sqlalchemy import Engine, func, select
 
-from tasktrail.commands.errors import TaskNotFound, VersionConflict
-from tasktrail.commands.types import (
+from tasktrail.database import create_database_engine
+from tasktrail.domain.chain import recompute_hash, verify_chain
+from tasktrail.domain.commands import (
     Command,
     CommandContext,
     CompleteTask,
@@ -32,12 +33,11 @@ from tasktrail.commands.types import (
     TaskFields,
     UpdateTask,
 )
-from tasktrail.database import create_database_engine
-from tasktrail.events.chain import recompute_hash, verify_chain
+from tasktrail.domain.document import task_document
+from tasktrail.domain.errors import TaskNotFound, VersionConflict
+from tasktrail.domain.events import Event, EventType
 from tasktrail.events.store import event_columns, event_from_row
-from tasktrail.events.types import Event, EventType
 from tasktrail.pg_pool import AsyncPool, conninfo_of
-from tasktrail.projections.document import task_document
 from tasktrail.schema import events, idempotency_keys
 from tasktrail.storage.port import (
     KeptAnswer,

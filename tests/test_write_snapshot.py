@@ -17,11 +17,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, delete, event, select, update
 
 from tasktrail.api.app import create_app
-from tasktrail.commands.types import CommandContext, UpdateTask
 from tasktrail.database import write_transaction
+from tasktrail.domain.commands import CommandContext, UpdateTask
+from tasktrail.domain.evolve import fold
 from tasktrail.events.store import read_task_stream
 from tasktrail.pg_pool import conninfo_of
-from tasktrail.projections.evolve import fold
 from tasktrail.projections.inline import task_row
 from tasktrail.schema import tasks
 from tasktrail.storage.port import KeptAnswer, Outcome, Written

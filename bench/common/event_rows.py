@@ -12,8 +12,8 @@ from datetime import datetime
 
 from psycopg import sql
 
-from tasktrail.events.encoding import canonical_json, format_timestamp
-from tasktrail.events.types import Event
+from tasktrail.domain.encoding import canonical_json, format_timestamp
+from tasktrail.domain.events import Event
 from tasktrail.schema import events
 
 # The columns the load writes, in the table's order (schema.py's): position and xact_id are

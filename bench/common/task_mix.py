@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from tasktrail.events.encoding import format_timestamp
-from tasktrail.events.types import EventType
+from tasktrail.domain.encoding import format_timestamp
+from tasktrail.domain.events import EventType
 
 # Of the events on an existing live task (restores go to deleted tasks only, whenever one is
 # picked): the rest are TaskUpdated, 70% of them a title change, 30% a priority change.

@@ -34,13 +34,13 @@ import psycopg
 from sqlalchemy.dialects.postgresql import psycopg as psycopg_dialect
 from sqlalchemy.sql.expression import ClauseElement
 
-from tasktrail.commands.decide import decide
-from tasktrail.commands.types import CommandContext, CreateTask, TaskFields
+from tasktrail.domain.chain import GENESIS_HASH, data_hash, recompute_hash
+from tasktrail.domain.commands import CommandContext, CreateTask, TaskFields
+from tasktrail.domain.decide import decide
+from tasktrail.domain.events import CURRENT_SCHEMA_VERSION, Event
+from tasktrail.domain.evolve import fold
 from tasktrail.events import store
-from tasktrail.events.chain import GENESIS_HASH, data_hash, recompute_hash
-from tasktrail.events.types import CURRENT_SCHEMA_VERSION, Event
 from tasktrail.projections import inline
-from tasktrail.projections.evolve import fold
 from tasktrail.schema import events
 
 PGBENCH = shutil.which("pgbench") or "/usr/bin/pgbench"

@@ -14,8 +14,8 @@ import jwt
 import uuid_utils
 from sqlalchemy import select
 
-from tasktrail.commands.types import CommandContext, CreateTask, TaskFields
 from tasktrail.database import create_database_engine, write_transaction
+from tasktrail.domain.commands import CommandContext, CreateTask, TaskFields
 from tasktrail.schema import tasks
 from tasktrail.settings import Settings
 from tasktrail.storage.sqlite.transaction import handle

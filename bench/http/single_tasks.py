@@ -3,7 +3,7 @@
 The long history is written in seconds instead of minutes: the task is created through the
 service's command handler, and its next events are generated with the rebuild benchmark's mix
 (`bench.common.task_mix`: title and priority changes, toggles, deletes and restores, each event
-hashed and chained with `tasktrail.events.chain`) and loaded with COPY (`bench.common.event_rows`),
+hashed and chained with `tasktrail.domain.chain`) and loaded with COPY (`bench.common.event_rows`),
 in the same transaction, after which the projector writes the task's row (`fold`, then
 `inline.apply`) and the stream's head moves to the last event: the state the handler would have
 left after as many requests, but the events' times are a minute apart, ending before the
@@ -26,13 +26,13 @@ from sqlalchemy import Connection, update
 from bench.common.event_rows import EVENT_COLUMNS, copy_statement, event_line
 from bench.common.task_mix import Draft, change
 from bench.http.seeding import bench_settings
-from tasktrail.commands.types import CommandContext, CreateTask, TaskFields
 from tasktrail.database import create_database_engine, write_transaction
-from tasktrail.events.chain import data_hash, recompute_hash
+from tasktrail.domain.chain import data_hash, recompute_hash
+from tasktrail.domain.commands import CommandContext, CreateTask, TaskFields
+from tasktrail.domain.events import CURRENT_SCHEMA_VERSION, Event
+from tasktrail.domain.evolve import fold
 from tasktrail.events.store import read_task_stream
-from tasktrail.events.types import CURRENT_SCHEMA_VERSION, Event
 from tasktrail.projections import inline
-from tasktrail.projections.evolve import fold
 from tasktrail.schema import user_streams
 from tasktrail.storage.sqlite.transaction import handle
 

@@ -18,10 +18,10 @@ from typing import Any
 from bench.common.event_rows import copy_line, event_line
 from bench.common.task_mix import Draft, change, create
 from bench.rebuild.options import Options
-from tasktrail.events.chain import GENESIS_HASH, data_hash, recompute_hash
-from tasktrail.events.encoding import format_timestamp
-from tasktrail.events.types import CURRENT_SCHEMA_VERSION, Event
-from tasktrail.projections.evolve import fold
+from tasktrail.domain.chain import GENESIS_HASH, data_hash, recompute_hash
+from tasktrail.domain.encoding import format_timestamp
+from tasktrail.domain.events import CURRENT_SCHEMA_VERSION, Event
+from tasktrail.domain.evolve import fold
 from tasktrail.projections.inline import task_row
 from tasktrail.schema import tasks
 

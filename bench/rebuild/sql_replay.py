@@ -26,7 +26,7 @@ SELECT id, user_id, title, lower(title), description, lower(description), comple
        coalesce((SELECT jsonb_agg(lower(tag) ORDER BY n)
                  FROM jsonb_array_elements_text(tags) WITH ORDINALITY AS t(tag, n)), '[]'),
        created_at, updated_at, completed_at, deleted_at, version, last_seq,
-       -- The served document, as projections/document.py writes it (compact JSON, the
+       -- The served document, as domain/document.py writes it (compact JSON, the
        -- contract's key order, timestamps with six digits and Z); checked column by column.
        '{"id":"' || id || '","user_id":' || to_json(user_id) || ',"title":' || to_json(title)
        || ',"description":' || coalesce(to_json(description)::text, 'null')

@@ -12,9 +12,9 @@ import typer
 
 from tasktrail.cli.common import events_progress, owner_engine
 from tasktrail.database import snapshot_connection
-from tasktrail.events.chain import RecordedHead
-from tasktrail.events.encoding import parse_timestamp
-from tasktrail.events.types import Event
+from tasktrail.domain.chain import RecordedHead
+from tasktrail.domain.encoding import parse_timestamp
+from tasktrail.domain.events import Event
 from tasktrail.export import ExportFormat, write_events
 from tasktrail.queries.audit import (
     AuditFilter,

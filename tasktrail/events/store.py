@@ -22,8 +22,8 @@ from sqlalchemy import (
 )
 
 from tasktrail.database import dialect_insert
-from tasktrail.events.chain import GENESIS_HASH, data_hash, recompute_hash
-from tasktrail.events.types import CURRENT_SCHEMA_VERSION, Event, NewEvent
+from tasktrail.domain.chain import GENESIS_HASH, data_hash, recompute_hash
+from tasktrail.domain.events import CURRENT_SCHEMA_VERSION, Event, NewEvent
 from tasktrail.schema import events, user_streams
 
 

@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import Connection, Insert
 
 from tasktrail.database import dialect_insert
-from tasktrail.projections.document import TaskDocument, task_document
-from tasktrail.projections.fields import ROW_COLUMN_NAMES, ROW_COLUMNS, Kind
-from tasktrail.projections.state import TaskState
+from tasktrail.domain.document import TaskDocument, task_document
+from tasktrail.domain.fields import ROW_COLUMN_NAMES, ROW_COLUMNS, Kind
+from tasktrail.domain.state import TaskState
 from tasktrail.schema import tasks
 
 # The columns of `tasks` in table order: the order of `task_values` (fields.py declares them).

@@ -19,9 +19,9 @@ from typing import Any, NamedTuple
 import orjson
 from sqlalchemy import Connection, select
 
-from tasktrail.events.types import JsonObject
-from tasktrail.projections.evolve import fold
-from tasktrail.projections.state import TaskState
+from tasktrail.domain.events import JsonObject
+from tasktrail.domain.evolve import fold
+from tasktrail.domain.state import TaskState
 from tasktrail.schema import events
 
 # What folding reads of an event; the order is the SELECT's.

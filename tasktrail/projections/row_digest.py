@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tasktrail.projections.fields import ROW_COLUMNS, Kind
+from tasktrail.domain.fields import ROW_COLUMNS, Kind
 
 _ESCAPED = re.compile(r'["\\\x00-\x1f]')
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

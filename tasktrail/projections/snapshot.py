@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Row, Select, bindparam, literal_column, select
 
+from tasktrail.domain.evolve import fold
+from tasktrail.domain.fields import STATE_FIELDS, Kind
+from tasktrail.domain.state import TaskState
 from tasktrail.events.store import read_task_stream
-from tasktrail.projections.evolve import fold
-from tasktrail.projections.fields import STATE_FIELDS, Kind
-from tasktrail.projections.state import TaskState
 from tasktrail.schema import events, tasks
 
 _STATE_FIELDS = tuple((field.name, field.kind) for field in STATE_FIELDS)

@@ -3,7 +3,7 @@
 An event belongs to the past of `instant` when its `occurred_at` is at or before it. The list
 rules (filters, order, keyset paging) are the same as on the read model, applied in Python
 (queries/list_query.py) to the folded states. The answer is what the API sends, as for the read
-model: each folded state as the projector's own document (projections/document.py).
+model: each folded state as the projector's own document (domain/document.py).
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from datetime import datetime
 
 from sqlalchemy import Connection, select
 
+from tasktrail.domain.document import TaskDocument, task_document
+from tasktrail.domain.events import Event
+from tasktrail.domain.evolve import fold
+from tasktrail.domain.state import TaskState
 from tasktrail.events.store import event_columns, event_from_row
-from tasktrail.events.types import Event
-from tasktrail.projections.document import TaskDocument, task_document
-from tasktrail.projections.evolve import fold
-from tasktrail.projections.state import TaskState
 from tasktrail.queries.list_query import (
     ListTasks,
     compare_positions,

@@ -25,9 +25,9 @@ from sqlalchemy import (
 )
 
 from tasktrail.database import read_connection
-from tasktrail.events.chain import GENESIS_HASH, ChainReport, RecordedHead, verify_chain
+from tasktrail.domain.chain import GENESIS_HASH, ChainReport, RecordedHead, verify_chain
+from tasktrail.domain.events import Event
 from tasktrail.events.store import event_columns, event_from_row
-from tasktrail.events.types import Event
 from tasktrail.schema import Xid8, events, user_streams
 
 _BATCH = 1_000

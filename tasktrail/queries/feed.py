@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, select
 
+from tasktrail.domain.events import Event
 from tasktrail.events.store import event_columns, event_from_row
-from tasktrail.events.types import Event
 from tasktrail.schema import events
 
 

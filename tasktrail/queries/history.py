@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import Connection
 
+from tasktrail.domain.events import Event
 from tasktrail.events.store import read_task_stream
-from tasktrail.events.types import Event
 
 
 def task_history(conn: Connection, user_id: str, task_id: str) -> list[Event]:

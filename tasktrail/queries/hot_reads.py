@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import uuid
 
+from tasktrail.domain.document import TaskDocument
 from tasktrail.pg_pool import AsyncConnection
-from tasktrail.projections.document import TaskDocument
 
 # The function (migration 0013) sets the user's row-security scope itself and reads the row:
 # one statement, where the scope and a SELECT in a pipeline cost the client more than the read.

@@ -14,8 +14,8 @@ from enum import StrEnum
 from functools import cmp_to_key, partial
 from typing import TYPE_CHECKING, Any
 
-from tasktrail.events.encoding import format_timestamp, parse_timestamp
-from tasktrail.projections.state import TaskState
+from tasktrail.domain.encoding import format_timestamp, parse_timestamp
+from tasktrail.domain.state import TaskState
 
 if TYPE_CHECKING:
     from _typeshed import SupportsAllComparisons

@@ -40,11 +40,11 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import KeyedColumnElement
 from sqlalchemy.types import NullType
 
+from tasktrail.domain.document import TaskDocument
+from tasktrail.domain.events import Event
+from tasktrail.domain.evolve import fold
+from tasktrail.domain.state import TaskState
 from tasktrail.events.store import event_columns, event_from_row
-from tasktrail.events.types import Event
-from tasktrail.projections.document import TaskDocument
-from tasktrail.projections.evolve import fold
-from tasktrail.projections.state import TaskState
 from tasktrail.queries.list_query import (
     KeysetPosition,
     ListTasks,

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
-from tasktrail.commands.types import Command
-from tasktrail.events.types import Event
-from tasktrail.projections.document import TaskDocument, task_document
-from tasktrail.projections.state import TaskState
+from tasktrail.domain.commands import Command
+from tasktrail.domain.document import TaskDocument, task_document
+from tasktrail.domain.events import Event
+from tasktrail.domain.state import TaskState
 
 # A key's answer is replayed for 24 h; after that the key may be used afresh. On PostgreSQL row
 # security lets the background sweep reach keys of this age and older (migration 0014): change both.

@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from tasktrail.commands.types import (
+from tasktrail.domain.chain import GENESIS_HASH, data_hash
+from tasktrail.domain.commands import (
     CommandContext,
     CompleteTask,
     CreateTask,
@@ -16,10 +17,9 @@ from tasktrail.commands.types import (
     TaskFields,
     UpdateTask,
 )
-from tasktrail.events.chain import GENESIS_HASH, data_hash
-from tasktrail.events.types import Event, EventType, NewEvent
-from tasktrail.projections.evolve import fold
-from tasktrail.projections.state import TaskState
+from tasktrail.domain.events import Event, EventType, NewEvent
+from tasktrail.domain.evolve import fold
+from tasktrail.domain.state import TaskState
 
 USER = "u_decide"
 TASK_ID = "01936d1e-0000-7000-8000-000000000001"

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tasktrail.events.chain import (
+from tasktrail.domain.chain import (
     GENESIS_HASH,
     RecordedHead,
     data_hash,
@@ -20,7 +20,7 @@ from tasktrail.events.chain import (
     recompute_hash,
     verify_chain,
 )
-from tasktrail.events.types import Event
+from tasktrail.domain.events import Event
 
 USER = "u_chain"
 TASK_A = "01936d1e-0000-7000-8000-00000000000a"

@@ -8,10 +8,10 @@ from typing import cast
 
 import pytest
 
-from tasktrail.commands.decide import decide
-from tasktrail.commands.types import Command, TaskChanges, TaskFields
-from tasktrail.events.encoding import canonical_json
-from tasktrail.events.types import NewEvent
+from tasktrail.domain.commands import Command, TaskChanges, TaskFields
+from tasktrail.domain.decide import decide
+from tasktrail.domain.encoding import canonical_json
+from tasktrail.domain.events import NewEvent
 from tests.unit.decide_cases import (
     COMPLETED,
     CREATED,

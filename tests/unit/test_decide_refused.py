@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from tasktrail.commands.decide import decide
-from tasktrail.commands.errors import (
+from tasktrail.domain.commands import Command, TaskFields
+from tasktrail.domain.decide import decide
+from tasktrail.domain.errors import (
     DomainError,
     NothingToRestore,
     TaskNotFound,
     VersionConflict,
 )
-from tasktrail.commands.types import Command, TaskFields
-from tasktrail.events.types import NewEvent
+from tasktrail.domain.events import NewEvent
 from tests.unit.decide_cases import (
     COMPLETED,
     CREATED,

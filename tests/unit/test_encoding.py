@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tasktrail.events.encoding import canonical_json, format_timestamp, parse_timestamp
+from tasktrail.domain.encoding import canonical_json, format_timestamp, parse_timestamp
 
 
 def api_md_one_liner(value: Any) -> bytes:

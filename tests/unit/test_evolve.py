@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from tasktrail.events.chain import GENESIS_HASH, data_hash
-from tasktrail.events.types import Event, EventType
-from tasktrail.projections.evolve import evolve, fold
-from tasktrail.projections.state import TaskState
+from tasktrail.domain.chain import GENESIS_HASH, data_hash
+from tasktrail.domain.events import Event, EventType
+from tasktrail.domain.evolve import evolve, fold
+from tasktrail.domain.state import TaskState
 
 USER = "u_evolve"
 TASK_ID = "01936d1e-0000-7000-8000-000000000002"

@@ -1,6 +1,6 @@
-"""The task's fields are declared once (projections/fields.py); what cannot derive from the
+"""The task's fields are declared once (domain/fields.py); what cannot derive from the
 declaration is held to it here: the typed state, the table, the request bodies' read-only
-fields. The event's fields likewise (events/record.py)."""
+fields. The event's fields likewise (domain/event_record.py)."""
 
 from __future__ import annotations
 
@@ -12,19 +12,19 @@ from typing import Any
 import orjson
 
 from tasktrail.api.contract.schemas import EventOut, TaskCreate, TaskOut, TaskPatch, TaskReplace
-from tasktrail.events.record import EVENT_FIELD_NAMES
-from tasktrail.events.types import Event
-from tasktrail.export import CSV_COLUMNS
-from tasktrail.projections.document import task_document
-from tasktrail.projections.fields import (
+from tasktrail.domain.document import task_document
+from tasktrail.domain.event_record import EVENT_FIELD_NAMES
+from tasktrail.domain.events import Event
+from tasktrail.domain.fields import (
     ROW_COLUMN_NAMES,
     SERVED_FIELDS,
     STATE_FIELDS,
     Kind,
     TaskField,
 )
+from tasktrail.domain.state import TaskState
+from tasktrail.export import CSV_COLUMNS
 from tasktrail.projections.inline import TASK_COLUMNS, task_values
-from tasktrail.projections.state import TaskState
 from tasktrail.schema import tasks
 
 _STATE_TYPES: dict[Kind, Any] = {

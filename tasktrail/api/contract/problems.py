@@ -17,8 +17,8 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Scope
 
-from tasktrail.commands.errors import NothingToRestore, TaskNotFound, VersionConflict
 from tasktrail.database import DatabaseUnavailable
+from tasktrail.domain.errors import NothingToRestore, TaskNotFound, VersionConflict
 
 PROBLEM_JSON = "application/problem+json"
 RETRY_AFTER_SECONDS = "2"

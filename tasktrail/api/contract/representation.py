@@ -14,9 +14,9 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from tasktrail.events.record import event_record
-from tasktrail.events.types import Event
-from tasktrail.projections.document import TaskDocument
+from tasktrail.domain.document import TaskDocument
+from tasktrail.domain.event_record import event_record
+from tasktrail.domain.events import Event
 
 
 def task_response(

@@ -21,9 +21,9 @@ from pydantic import (
 )
 from pydantic.json_schema import SkipJsonSchema
 
-from tasktrail.events.encoding import RFC3339_PATTERN, parse_timestamp
-from tasktrail.events.record import EVENT_FIELDS
-from tasktrail.projections.fields import SERVED_FIELDS, Kind, TaskField
+from tasktrail.domain.encoding import RFC3339_PATTERN, parse_timestamp
+from tasktrail.domain.event_record import EVENT_FIELDS
+from tasktrail.domain.fields import SERVED_FIELDS, Kind, TaskField
 
 TITLE_MAX = 200
 DESCRIPTION_MAX = 1000
@@ -227,7 +227,7 @@ _TASK_OUT_FIELDS: dict[str, Any] = {
 TaskOut: type[BaseModel] = create_model("TaskOut", **_TASK_OUT_FIELDS)
 
 
-# An event as the API serves it (events/record.py declares its fields).
+# An event as the API serves it (domain/event_record.py declares its fields).
 _EVENT_OUT_FIELDS: dict[str, Any] = {name: (served, ...) for name, served in EVENT_FIELDS}
 EventOut: type[BaseModel] = create_model("EventOut", **_EVENT_OUT_FIELDS)
 

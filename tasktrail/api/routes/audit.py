@@ -32,8 +32,8 @@ from tasktrail.api.routes.query import (
     query_timestamp,
 )
 from tasktrail.database import read_connection, snapshot_connection
-from tasktrail.events.chain import ChainReport, RecordedHead
-from tasktrail.events.types import Event, EventType
+from tasktrail.domain.chain import ChainReport, RecordedHead
+from tasktrail.domain.events import Event, EventType
 from tasktrail.queries.audit import (
     AuditFilter,
     AuditPage,

@@ -22,7 +22,7 @@ from tasktrail.api.auth.tokens import AuthenticationError, Principal, UnknownKey
 from tasktrail.api.contract.problems import MAX_ERRORS, Problem, task_not_found
 from tasktrail.api.http.media_types import wants_event_stream
 from tasktrail.api.services import services
-from tasktrail.commands.types import ExpectedVersions
+from tasktrail.domain.commands import ExpectedVersions
 from tasktrail.row_security import scope_to_audit, scope_to_user
 
 M = TypeVar("M", bound=BaseModel)

@@ -41,7 +41,7 @@ from tasktrail.api.live.hub import FeedHub, ShuttingDown, Subscription, TooManyS
 from tasktrail.api.routes.deps import unauthorized
 from tasktrail.api.services import services
 from tasktrail.database import DatabaseUnavailable, read_connection
-from tasktrail.events.types import Event
+from tasktrail.domain.events import Event
 from tasktrail.queries.feed import FeedPage, user_feed
 
 PAGE = 500  # events per read while catching up

@@ -20,7 +20,7 @@ from tasktrail.api.routes.event_stream import event_stream_response
 from tasktrail.api.routes.query import OwnTask, own_task_with_only, refuse_unknown_parameters
 from tasktrail.api.services import services
 from tasktrail.database import read_connection
-from tasktrail.events.types import Event
+from tasktrail.domain.events import Event
 from tasktrail.queries.feed import FeedPage, user_feed
 from tasktrail.queries.history import task_history
 

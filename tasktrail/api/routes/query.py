@@ -12,7 +12,7 @@ from fastapi import Request
 from tasktrail.api.auth.tokens import Principal
 from tasktrail.api.contract.problems import Problem
 from tasktrail.api.routes.deps import Auditor, Authenticated, parse_task_id, require_own
-from tasktrail.events.encoding import RFC3339_PATTERN, parse_timestamp
+from tasktrail.domain.encoding import RFC3339_PATTERN, parse_timestamp
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,8 +52,8 @@ from tasktrail.api.routes.write_request import (
 )
 from tasktrail.api.services import services
 from tasktrail.api.writes.unit_of_work import Respond, run_write
-from tasktrail.commands.errors import TaskNotFound
-from tasktrail.commands.types import (
+from tasktrail.database import read_connection
+from tasktrail.domain.commands import (
     CompleteTask,
     CreateTask,
     DeleteTask,
@@ -62,9 +62,9 @@ from tasktrail.commands.types import (
     TaskFields,
     UpdateTask,
 )
-from tasktrail.database import read_connection
-from tasktrail.projections.document import TaskDocument
-from tasktrail.projections.state import TaskState
+from tasktrail.domain.document import TaskDocument
+from tasktrail.domain.errors import TaskNotFound
+from tasktrail.domain.state import TaskState
 from tasktrail.queries.as_of import task_as_of
 from tasktrail.queries.hot_reads import get_task_document
 from tasktrail.queries.tasks import get_task

@@ -27,7 +27,7 @@ from tasktrail.api.routes.deps import (
 )
 from tasktrail.api.routes.query import refuse_unknown_parameters
 from tasktrail.api.writes.idempotency import IdempotencyKey, KeyHeader, parse_key
-from tasktrail.commands.types import CommandContext, ExpectedVersions
+from tasktrail.domain.commands import CommandContext, ExpectedVersions
 
 
 @dataclass(frozen=True, slots=True)

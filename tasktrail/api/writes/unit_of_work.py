@@ -22,7 +22,7 @@ from tasktrail.api.writes.idempotency import (
     still_running,
     stored_replay,
 )
-from tasktrail.commands.types import Command
+from tasktrail.domain.commands import Command
 from tasktrail.storage.port import KeyClaim, KeyInUse, Outcome, StoredAnswer
 
 # What the route answers for the state the write left (the task, or 204).

@@ -15,7 +15,7 @@ then runs the write again the long way, deciding under the stream's lock
 (commands/on_postgres.py).
 
 The hash is computed here over bytes the service encoded: for each event, its canonical JSON
-with the `prev_hash` value and the `seq` digits cut out (`HashTemplate`, events/chain.py). The
+with the `prev_hash` value and the `seq` digits cut out (`HashTemplate`, domain/chain.py). The
 database splices the two in and takes the SHA-256, so it never encodes JSON itself, and the hash
 is byte for byte the one the contract defines (a test computes it both ways). PostgreSQL only;
 SQLite keeps its own path.

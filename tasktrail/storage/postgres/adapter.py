@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from tasktrail.commands.errors import DomainError
-from tasktrail.commands.types import Command
+from tasktrail.domain.commands import Command
+from tasktrail.domain.errors import DomainError
 from tasktrail.pg_pool import AsyncConnection, AsyncPool, set_scope
 from tasktrail.row_security import DatabaseScope
 from tasktrail.storage.port import (

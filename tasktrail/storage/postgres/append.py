@@ -7,7 +7,7 @@ only implementation of those steps on PostgreSQL: a write decided on a snapshot 
 in autocommit; a write decided under the lock calls it last in its transaction.
 
 The service sends each event's canonical bytes around its `prev_hash` and `seq`
-(`HashTemplate`, events/chain.py) and the database splices the two in and takes the SHA-256, so
+(`HashTemplate`, domain/chain.py) and the database splices the two in and takes the SHA-256, so
 it never encodes JSON, and returns the hashes: the service links its events from them and hashes
 nothing twice. tests/test_write_port.py holds the two encodings to one hash for every event type.
 """
@@ -25,8 +25,8 @@ import orjson
 import psycopg
 from psycopg.types.json import Json, Jsonb
 
-from tasktrail.events.chain import fields_of, hash_template
-from tasktrail.events.types import Event
+from tasktrail.domain.chain import fields_of, hash_template
+from tasktrail.domain.events import Event
 from tasktrail.pg_pool import AsyncConnection
 from tasktrail.projections import inline
 from tasktrail.storage.port import (

@@ -20,9 +20,11 @@ from typing import Any
 from psycopg.rows import dict_row, namedtuple_row
 from sqlalchemy import bindparam, select
 
-from tasktrail.commands.decide import decide
-from tasktrail.commands.types import Command, CreateTask
-from tasktrail.events.chain import GENESIS_HASH
+from tasktrail.domain.chain import GENESIS_HASH
+from tasktrail.domain.commands import Command, CreateTask
+from tasktrail.domain.decide import decide
+from tasktrail.domain.evolve import evolve, fold
+from tasktrail.domain.state import TaskState
 from tasktrail.events.store import (
     StreamHead,
     event_columns,
@@ -31,9 +33,7 @@ from tasktrail.events.store import (
     numbered_events,
 )
 from tasktrail.pg_pool import AsyncConnection, compile_statement, in_scope
-from tasktrail.projections.evolve import evolve, fold
 from tasktrail.projections.snapshot import snapshot_statement, state_from_row
-from tasktrail.projections.state import TaskState
 from tasktrail.row_security import DatabaseScope
 from tasktrail.schema import events
 from tasktrail.storage.port import Clock, Outcome, system_clock

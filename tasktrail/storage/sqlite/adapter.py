@@ -8,8 +8,8 @@ from typing import TypeVar
 
 from sqlalchemy import Engine
 
-from tasktrail.commands.types import Command
 from tasktrail.database import write_transaction
+from tasktrail.domain.commands import Command
 from tasktrail.storage.port import (
     Clock,
     KeptAnswer,

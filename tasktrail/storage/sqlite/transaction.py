@@ -15,11 +15,11 @@ from functools import reduce
 
 from sqlalchemy import Connection
 
-from tasktrail.commands.decide import decide
-from tasktrail.commands.types import Command, CreateTask
+from tasktrail.domain.commands import Command, CreateTask
+from tasktrail.domain.decide import decide
+from tasktrail.domain.evolve import evolve
 from tasktrail.events.store import append, lock_user_stream
 from tasktrail.projections import inline
-from tasktrail.projections.evolve import evolve
 from tasktrail.projections.snapshot import task_snapshot
 from tasktrail.storage.port import Clock, Outcome, system_clock
 

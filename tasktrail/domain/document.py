@@ -18,9 +18,9 @@ from typing import NamedTuple
 
 import orjson
 
-from tasktrail.events.encoding import format_timestamp
-from tasktrail.projections.fields import SERVED_FIELDS, Kind
-from tasktrail.projections.state import TaskState
+from tasktrail.domain.encoding import format_timestamp
+from tasktrail.domain.fields import SERVED_FIELDS, Kind
+from tasktrail.domain.state import TaskState
 
 _UTC_OFFSET = timedelta(0)
 # The served fields in the contract's order, and those of them that are instants.

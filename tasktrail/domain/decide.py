@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from tasktrail.commands.errors import NothingToRestore, TaskNotFound, VersionConflict
-from tasktrail.commands.types import (
+from tasktrail.domain.commands import (
     Command,
     CompleteTask,
     CreateTask,
@@ -15,7 +14,9 @@ from tasktrail.commands.types import (
     TaskChanges,
     UpdateTask,
 )
-from tasktrail.events.data import (
+from tasktrail.domain.encoding import format_timestamp
+from tasktrail.domain.errors import NothingToRestore, TaskNotFound, VersionConflict
+from tasktrail.domain.event_data import (
     FieldChanges,
     task_completed,
     task_created,
@@ -24,9 +25,8 @@ from tasktrail.events.data import (
     task_restored,
     task_updated,
 )
-from tasktrail.events.encoding import format_timestamp
-from tasktrail.events.types import NewEvent
-from tasktrail.projections.state import TaskState
+from tasktrail.domain.events import NewEvent
+from tasktrail.domain.state import TaskState
 
 
 def decide(state: TaskState | None, command: Command) -> list[NewEvent]:

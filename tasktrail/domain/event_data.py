@@ -4,14 +4,14 @@ One TypedDict per shape, so mypy holds both sides to it: `decide` makes events o
 constructors below, and `evolve` reads an event's data (upcast to the current schema version)
 through the readers below. Values are in their stored form: timestamps as RFC 3339 text (six
 fractional digits, `Z`), tags as a list. Changing a shape means a new schema version and an
-upcaster (events/upcasting.py).
+upcaster (domain/upcasting.py).
 """
 
 from __future__ import annotations
 
 from typing import TypedDict, cast
 
-from tasktrail.events.types import EventType, JsonObject, NewEvent
+from tasktrail.domain.events import EventType, JsonObject, NewEvent
 
 
 class TaskCreatedData(TypedDict):

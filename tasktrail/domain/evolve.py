@@ -16,11 +16,11 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from tasktrail.events.data import FieldChanges, created_data, updated_data
-from tasktrail.events.encoding import parse_timestamp
-from tasktrail.events.types import EventType, FoldableEvent, JsonObject
-from tasktrail.events.upcasting import upcast_data
-from tasktrail.projections.state import TaskState
+from tasktrail.domain.encoding import parse_timestamp
+from tasktrail.domain.event_data import FieldChanges, created_data, updated_data
+from tasktrail.domain.events import EventType, FoldableEvent, JsonObject
+from tasktrail.domain.state import TaskState
+from tasktrail.domain.upcasting import upcast_data
 
 
 def evolve(state: TaskState | None, event: FoldableEvent) -> TaskState | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from tasktrail.events.types import JsonObject
+from tasktrail.domain.events import JsonObject
 
 Upcaster = Callable[[JsonObject], JsonObject]
 

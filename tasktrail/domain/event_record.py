@@ -9,8 +9,8 @@ from __future__ import annotations
 from operator import attrgetter
 from typing import Any
 
-from tasktrail.events.encoding import format_timestamp
-from tasktrail.events.types import Event
+from tasktrail.domain.encoding import format_timestamp
+from tasktrail.domain.events import Event
 
 EVENT_FIELDS: tuple[tuple[str, Any], ...] = (
     ("position", int),

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from tasktrail.events.encoding import canonical_json, format_timestamp
-from tasktrail.events.types import Event, JsonObject
+from tasktrail.domain.encoding import canonical_json, format_timestamp
+from tasktrail.domain.events import Event, JsonObject
 
 GENESIS_HASH = "0" * 64
 _HEAD = re.compile(r"([0-9]{1,19}):([0-9a-f]{64})")  # ASCII only: str.isdigit takes "٣" too

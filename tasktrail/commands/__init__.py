@@ -1,1 +1,0 @@
-"""One handler per intent: load the task's stream, fold it, decide, append, project."""
