@@ -72,9 +72,9 @@ REGENERATE = os.environ.get("TASKTRAIL_TEST_REGENERATE_GOLDEN") == "1"
 
 FROZEN_AT = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
 STEP = timedelta(milliseconds=100)  # ~1,100 requests: 2 minutes, within the tokens' 10
-# The test client's own machinery (event loop, transport) and the database pool's timers keep
-# the real clock.
-FREEZEGUN_IGNORE = ["anyio", "starlette", "httpx2", "httpx", "psycopg_pool"]
+# The test client's own machinery (event loop, transport), the database driver's timeouts and
+# the pool's timers keep the real clock.
+FREEZEGUN_IGNORE = ["anyio", "starlette", "httpx2", "httpx", "psycopg", "psycopg_pool"]
 
 # A user whose token is valid but not the path's (it never writes).
 STRANGER = "golden-stranger"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypedDict
+from typing import TypedDict, cast
+
+from tasktrail.domain.fields import EDITABLE_FORMS
 
 # The versions an `If-Match` header accepts; None when the client sent none (or `*`).
 ExpectedVersions = frozenset[int] | None
@@ -31,13 +33,9 @@ class TaskFields:
     tags: tuple[str, ...] = ()
 
     def as_changes(self) -> TaskChanges:
-        return {
-            "title": self.title,
-            "description": self.description,
-            "due_at": self.due_at,
-            "priority": self.priority,
-            "tags": self.tags,
-        }
+        return cast(
+            TaskChanges, {forms.name: getattr(self, forms.name) for forms in EDITABLE_FORMS}
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Mapping
+from typing import Any, cast
 
 from tasktrail.domain.commands import (
     Command,
@@ -14,10 +15,11 @@ from tasktrail.domain.commands import (
     TaskChanges,
     UpdateTask,
 )
-from tasktrail.domain.encoding import format_timestamp
 from tasktrail.domain.errors import NothingToRestore, TaskNotFound, VersionConflict
 from tasktrail.domain.event_data import (
     FieldChanges,
+    NewEvent,
+    TaskCreatedData,
     task_completed,
     task_created,
     task_deleted,
@@ -25,7 +27,7 @@ from tasktrail.domain.event_data import (
     task_restored,
     task_updated,
 )
-from tasktrail.domain.events import NewEvent
+from tasktrail.domain.fields import EDITABLE_FORMS
 from tasktrail.domain.state import TaskState
 
 
@@ -48,19 +50,12 @@ def _create(state: TaskState | None, command: CreateTask) -> list[NewEvent]:
     if state is not None:
         # Ids are made by the server, so this means a broken id generator, not a user error.
         raise RuntimeError(f"task {command.task_id} already exists")
-    fields = command.fields
-    return [
-        task_created(
-            {
-                "title": fields.title,
-                "description": fields.description,
-                "due_at": _instant_text(fields.due_at),
-                "priority": fields.priority,
-                "tags": list(fields.tags),
-                "completed": command.completed,
-            }
-        )
-    ]
+    fields: Mapping[str, Any] = command.fields.as_changes()
+    data: dict[str, Any] = {
+        forms.name: forms.stored(fields[forms.name]) for forms in EDITABLE_FORMS
+    }
+    data["completed"] = command.completed
+    return [task_created(cast(TaskCreatedData, data))]
 
 
 def _update(state: TaskState, command: UpdateTask) -> list[NewEvent]:
@@ -104,22 +99,11 @@ def _completion_event(completed: bool) -> NewEvent:
 def _changed_fields(state: TaskState, wanted: TaskChanges) -> FieldChanges:
     """The fields whose stored form the command changes, at their new stored values (an
     instant is compared as the text the event would hold, so another offset is no change)."""
-    changes: FieldChanges = {}
-    if "title" in wanted and wanted["title"] != state.title:
-        changes["title"] = wanted["title"]
-    if "description" in wanted and wanted["description"] != state.description:
-        changes["description"] = wanted["description"]
-    if "due_at" in wanted:
-        due_at = _instant_text(wanted["due_at"])
-        if due_at != _instant_text(state.due_at):
-            changes["due_at"] = due_at
-    if "priority" in wanted and wanted["priority"] != state.priority:
-        changes["priority"] = wanted["priority"]
-    if "tags" in wanted and tuple(wanted["tags"]) != state.tags:
-        changes["tags"] = list(wanted["tags"])
-    return changes
-
-
-def _instant_text(value: datetime | None) -> str | None:
-    """An instant as events store it and the API serves it."""
-    return None if value is None else format_timestamp(value)
+    asked: Mapping[str, Any] = wanted
+    changes: dict[str, Any] = {}
+    for forms in EDITABLE_FORMS:
+        if forms.name in asked:
+            stored = forms.stored(asked[forms.name])
+            if stored != forms.stored(getattr(state, forms.name)):
+                changes[forms.name] = stored
+    return cast(FieldChanges, changes)

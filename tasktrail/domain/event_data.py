@@ -1,17 +1,17 @@
 """The shape of each event type's `data`: what `decide` writes and `evolve` reads.
 
-One TypedDict per shape, so mypy holds both sides to it: `decide` makes events only through the
-constructors below, and `evolve` reads an event's data (upcast to the current schema version)
-through the readers below. Values are in their stored form: timestamps as RFC 3339 text (six
+One TypedDict per shape, and `NewEvent`'s constructor pairs each event type with its shape (one
+overload per pairing), so mypy refuses an event made with another type's data. `evolve` reads an
+event's data (upcast to the current schema version) through the readers below. Values are in their stored form: timestamps as RFC 3339 text (six
 fractional digits, `Z`), tags as a list. Changing a shape means a new schema version and an
 upcaster (domain/upcasting.py).
 """
 
 from __future__ import annotations
 
-from typing import TypedDict, cast
+from typing import Literal, TypedDict, cast, overload
 
-from tasktrail.domain.events import EventType, JsonObject, NewEvent
+from tasktrail.domain.events import EventType, JsonObject
 
 
 class TaskCreatedData(TypedDict):
@@ -43,6 +43,42 @@ class NoData(TypedDict):
     """TaskCompleted, TaskReopened, TaskDeleted and TaskRestored: the type says it all."""
 
 
+_DATALESS = Literal[
+    EventType.TASK_COMPLETED,
+    EventType.TASK_REOPENED,
+    EventType.TASK_DELETED,
+    EventType.TASK_RESTORED,
+]
+
+
+class NewEvent:
+    """What `decide` asks to append: an event type and its data, paired by the overloads below
+    (the store gives the event its place in the log)."""
+
+    __slots__ = ("data", "type")
+
+    @overload
+    def __init__(self, type: Literal[EventType.TASK_CREATED], data: TaskCreatedData) -> None: ...
+    @overload
+    def __init__(self, type: Literal[EventType.TASK_UPDATED], data: TaskUpdatedData) -> None: ...
+    @overload
+    def __init__(self, type: _DATALESS, data: NoData) -> None: ...
+    def __init__(self, type: EventType, data: JsonObject) -> None:
+        self.type = type
+        self.data = data
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, NewEvent):
+            return NotImplemented
+        return (self.type, self.data) == (other.type, other.data)
+
+    def __hash__(self) -> int:
+        return hash(self.type)
+
+    def __repr__(self) -> str:
+        return f"NewEvent({self.type!r}, {self.data!r})"
+
+
 def task_created(data: TaskCreatedData) -> NewEvent:
     return NewEvent(EventType.TASK_CREATED, data)
 
@@ -52,7 +88,7 @@ def task_updated(changes: FieldChanges) -> NewEvent:
     return NewEvent(EventType.TASK_UPDATED, data)
 
 
-def _without_data(kind: EventType) -> NewEvent:
+def _without_data(kind: _DATALESS) -> NewEvent:
     data: NoData = {}
     return NewEvent(kind, data)
 

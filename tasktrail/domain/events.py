@@ -1,4 +1,7 @@
-"""The events of a task's life, as the contract names them, and the shape of a stored event."""
+"""The events of a task's life, as the contract names them, and the shape of a stored event.
+
+What `decide` asks to append, `NewEvent`, pairs each type with its data's shape: event_data.py.
+"""
 
 from __future__ import annotations
 
@@ -21,14 +24,6 @@ class EventType(StrEnum):
     TASK_REOPENED = "TaskReopened"
     TASK_DELETED = "TaskDeleted"
     TASK_RESTORED = "TaskRestored"
-
-
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """What `decide` asks to append: the store gives it its place in the log."""
-
-    type: EventType
-    data: JsonObject
 
 
 @dataclass(frozen=True, slots=True)

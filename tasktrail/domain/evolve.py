@@ -12,13 +12,12 @@ applies one event to a state, `fold` a whole stream.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from tasktrail.domain.encoding import parse_timestamp
 from tasktrail.domain.event_data import FieldChanges, created_data, updated_data
 from tasktrail.domain.events import EventType, FoldableEvent, JsonObject
+from tasktrail.domain.fields import EDITABLE_BY_NAME, EDITABLE_FORMS
 from tasktrail.domain.state import TaskState
 from tasktrail.domain.upcasting import upcast_data
 
@@ -51,18 +50,17 @@ def _created(event: FoldableEvent) -> dict[str, Any] | None:
     describes no task (until a creation comes)."""
     if event.type != EventType.TASK_CREATED:
         return None
-    data = created_data(_data(event))
+    data: Mapping[str, Any] = created_data(_data(event))
     completed = bool(data.get("completed", False))
     at = event.occurred_at
     return {
+        **{
+            forms.name: forms.from_stored(data.get(forms.name, forms.default))
+            for forms in EDITABLE_FORMS
+        },
         "id": event.task_id,
         "user_id": event.user_id,
-        "title": data.get("title", ""),
-        "description": data.get("description"),
         "completed": completed,
-        "due_at": _timestamp_or_none(data.get("due_at")),
-        "priority": data.get("priority", 0),
-        "tags": tuple(data.get("tags", ())),
         "created_at": at,
         "updated_at": at,
         "completed_at": at if completed else None,
@@ -97,20 +95,10 @@ def _data(event: FoldableEvent) -> JsonObject:
 
 
 def _field_values(changes: FieldChanges) -> dict[str, Any]:
-    """The state's values for the fields an event changed, in the state's own types."""
-    values: dict[str, Any] = {}
-    if "title" in changes:
-        values["title"] = changes["title"]
-    if "description" in changes:
-        values["description"] = changes["description"]
-    if "due_at" in changes:
-        values["due_at"] = _timestamp_or_none(changes["due_at"])
-    if "priority" in changes:
-        values["priority"] = changes["priority"]
-    if "tags" in changes:
-        values["tags"] = tuple(changes["tags"])
-    return values
-
-
-def _timestamp_or_none(text: str | None) -> datetime | None:
-    return None if text is None else parse_timestamp(text)
+    """The state's values for the fields an event changed, in the state's own types (a field
+    this version does not know is left out)."""
+    return {
+        name: EDITABLE_BY_NAME[name].from_stored(value)
+        for name, value in changes.items()
+        if name in EDITABLE_BY_NAME
+    }

@@ -1,67 +1,105 @@
-"""A task's fields, declared once.
+"""A task's fields, as `TaskState` declares them (state.py), and what derives from them.
 
-Everything that lists a task's fields derives the list from `TASK_FIELDS`: the served JSON
-document and its order (document.py), the API's `TaskOut` schema and so the OpenAPI document
-(api/contract/schemas.py), the read model's row and its column order (inline.py), the state a
-row holds (snapshot.py) and the row's digest (row_digest.py). `TaskState` is the typed form of the
-same fields, and the `tasks` table their storage: tests hold both to this declaration.
+Everything that lists a task's fields derives the list from `TASK_FIELDS`, read once from
+`TaskState`'s annotations: the served JSON document and its order (document.py), the API's
+`TaskOut` schema and so the OpenAPI document (api/contract/schemas.py), the read model's row and
+its column order (inline.py), the state a row holds (snapshot.py), the row's digest
+(row_digest.py), and for the editable fields what a create's event holds and an update changes
+(decide.py), how an event's data folds (evolve.py), and a create's, a PUT's and a merge PATCH's
+fields (api/routes/tasks.py). The `tasks` table is their storage, and the request bodies,
+`TaskChanges`, `TaskFields` and the events' data their typed forms: tests hold each of those to
+this declaration (tests/unit/test_task_fields.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
+from datetime import datetime
+from typing import Any
+
+from tasktrail.domain.encoding import format_timestamp, parse_timestamp
+from tasktrail.domain.field_kinds import Kind, TaskField
+from tasktrail.domain.state import DERIVED_FIELDS, TaskState
+
+__all__ = [
+    "EDITABLE_BY_NAME",
+    "EDITABLE_FIELDS",
+    "EDITABLE_FORMS",
+    "ROW_COLUMNS",
+    "ROW_COLUMN_NAMES",
+    "SERVED_FIELDS",
+    "STATE_FIELDS",
+    "TASK_FIELDS",
+    "EditableForms",
+    "Kind",
+    "TaskField",
+]
 
 
-class Kind(StrEnum):
-    """How a field's value is held: in the state, in a row, in the document."""
-
-    ID = "id"  # a UUID in the row, its text in the state and the document
-    TEXT = "text"
-    FLAG = "flag"
-    INTEGER = "integer"
-    INSTANT = "instant"  # an aware datetime; RFC 3339 text, six fractional digits, in documents
-    STRINGS = "strings"  # a tuple of strings in the state; a JSON list in the row and documents
-
-
-@dataclass(frozen=True, slots=True)
-class TaskField:
-    name: str
-    kind: Kind
-    nullable: bool = False
-    served: bool = True  # in the task's JSON document and the API's schema
-    stored: bool = True  # a field of the state and a column of the read model
-    folded: bool = False  # the row keeps a case-folded copy beside it, `<name>_folded`
-    description: str | None = None  # for the API's schema
+def _declared() -> tuple[TaskField, ...]:
+    """`TaskState`'s fields as its annotations declare them, each named, in the contract's
+    order, with the served-only fields (`DERIVED_FIELDS`) after the field they derive from."""
+    hints = typing.get_type_hints(TaskState, include_extras=True)
+    declared: list[TaskField] = []
+    for attribute in dataclasses.fields(TaskState):
+        (field,) = (extra for extra in hints[attribute.name].__metadata__)
+        declared.append(dataclasses.replace(field, name=attribute.name))
+        declared += [derived for after, derived in DERIVED_FIELDS if after == attribute.name]
+    return tuple(declared)
 
 
 # In the contract's order: the order of the served document's keys.
-TASK_FIELDS: tuple[TaskField, ...] = (
-    TaskField("id", Kind.ID),
-    TaskField("user_id", Kind.TEXT),
-    TaskField("title", Kind.TEXT, folded=True),
-    TaskField("description", Kind.TEXT, nullable=True, folded=True),
-    TaskField("completed", Kind.FLAG),
-    TaskField(
-        "status",
-        Kind.TEXT,
-        stored=False,
-        description="`completed` or `pending`, derived from `completed`",
-    ),
-    TaskField("due_at", Kind.INSTANT, nullable=True),
-    TaskField("priority", Kind.INTEGER),
-    TaskField("tags", Kind.STRINGS, folded=True),
-    TaskField("created_at", Kind.INSTANT),
-    TaskField("updated_at", Kind.INSTANT),
-    TaskField("completed_at", Kind.INSTANT, nullable=True),
-    TaskField("deleted_at", Kind.INSTANT, nullable=True, served=False),
-    TaskField("version", Kind.INTEGER),
-    # The user's seq of the last event folded in: which tasks changed after a list's snapshot.
-    TaskField("last_seq", Kind.INTEGER, served=False),
-)
-
+TASK_FIELDS: tuple[TaskField, ...] = _declared()
 SERVED_FIELDS = tuple(field for field in TASK_FIELDS if field.served)
 STATE_FIELDS = tuple(field for field in TASK_FIELDS if field.stored)
+EDITABLE_FIELDS = tuple(field for field in TASK_FIELDS if field.editable)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _instant_text(value: datetime | None) -> str | None:
+    return None if value is None else format_timestamp(value)
+
+
+def _instant(text: str | None) -> datetime | None:
+    return None if text is None else parse_timestamp(text)
+
+
+# An editable field's value in its three forms: the state's (and a command's), the stored one of
+# the events' data (an instant as RFC 3339 text, the tags as a list), and a request body's (the
+# tags as a list). Chosen by kind, once per field.
+_STORED: dict[Kind, Callable[[Any], Any]] = {Kind.INSTANT: _instant_text, Kind.STRINGS: list}
+_FROM_STORED: dict[Kind, Callable[[Any], Any]] = {Kind.INSTANT: _instant, Kind.STRINGS: tuple}
+_FROM_BODY: dict[Kind, Callable[[Any], Any]] = {Kind.STRINGS: tuple}
+
+
+@dataclass(frozen=True, slots=True)
+class EditableForms:
+    """How one editable field's value goes between its forms."""
+
+    name: str
+    default: Any
+    stored: Callable[[Any], Any]  # state -> events' data
+    from_stored: Callable[[Any], Any]  # events' data -> state
+    from_body: Callable[[Any], Any]  # request body -> state
+
+
+EDITABLE_FORMS: tuple[EditableForms, ...] = tuple(
+    EditableForms(
+        field.name,
+        field.default,
+        _STORED.get(field.kind, _same),
+        _FROM_STORED.get(field.kind, _same),
+        _FROM_BODY.get(field.kind, _same),
+    )
+    for field in EDITABLE_FIELDS
+)
+EDITABLE_BY_NAME: dict[str, EditableForms] = {forms.name: forms for forms in EDITABLE_FORMS}
 
 
 def _row_columns() -> tuple[tuple[str, Kind], ...]:

@@ -23,7 +23,8 @@ from sqlalchemy import (
 
 from tasktrail.database import dialect_insert
 from tasktrail.domain.chain import GENESIS_HASH, data_hash, recompute_hash
-from tasktrail.domain.events import CURRENT_SCHEMA_VERSION, Event, NewEvent
+from tasktrail.domain.event_data import NewEvent
+from tasktrail.domain.events import CURRENT_SCHEMA_VERSION, Event
 from tasktrail.schema import events, user_streams
 
 

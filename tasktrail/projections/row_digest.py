@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tasktrail.domain.fields import ROW_COLUMNS, Kind
+from tasktrail.domain.fields import ROW_COLUMNS, STATE_FIELDS, Kind
 
 _ESCAPED = re.compile(r'["\\\x00-\x1f]')
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -68,28 +68,56 @@ COLUMN_KINDS: tuple[tuple[str, str], ...] = tuple(
 _WRITERS = tuple(_KINDS[kind][0] for _, kind in COLUMN_KINDS)
 
 
-def row_digest(values: Sequence[Any]) -> int:
-    """The digest of a row given as its values in `COLUMN_KINDS` order (the id as text or UUID).
+# The columns that may hold NULL: the nullable fields and their folded copies.
+_NULLABLE = frozenset(
+    name
+    for field in STATE_FIELDS
+    if field.nullable
+    for name in (field.name, f"{field.name}_folded")
+)
 
-    Written out field by field rather than looped over `COLUMN_KINDS`: the rebuild digests
-    every task, and the loop costs twice as much. A test holds the two to the same digests.
-    """
-    (
-        task_id, user_id, title, title_folded, description, description_folded, completed,
-        due_at, priority, tags, tags_folded, created_at, updated_at, completed_at, deleted_at,
-        version, last_seq, body, etag,
-    ) = values  # fmt: skip
-    task_id = str(task_id)
-    text = (
-        f"{len(task_id)}:{task_id}|{len(user_id)}:{user_id}|{len(title)}:{title}|"
-        f"{len(title_folded)}:{title_folded}|{_maybe(_text, description)}"
-        f"{_maybe(_text, description_folded)}{'1' if completed else '0'}|"
-        f"{_maybe(_instant, due_at)}{priority}|{_strings(tags)}|{_strings(tags_folded)}|"
-        f"{_instant(created_at)}|{_instant(updated_at)}|{_maybe(_instant, completed_at)}"
-        f"{_maybe(_instant, deleted_at)}{version}|{last_seq}|{len(body)}:{body}|"
-        f"{len(etag)}:{etag}|"
+
+def _value_text(kind: Kind, name: str) -> str:
+    """The f-string piece that writes column `name` (a local of that name), its `|` included:
+    each kind's writer of `_KINDS`, inlined where it is an expression."""
+    if name in _NULLABLE:
+        return f"{{_maybe(_KINDS[{kind.value!r}][0], {name})}}"
+    return {
+        Kind.ID: f"{{len({name})}}:{{{name}}}|",
+        Kind.TEXT: f"{{len({name})}}:{{{name}}}|",
+        Kind.FLAG: f"{{'1' if {name} else '0'}}|",
+        Kind.INTEGER: f"{{{name}}}|",
+        Kind.INSTANT: f"{{_instant({name})}}|",
+        Kind.STRINGS: f"{{_strings({name})}}|",
+    }[kind]
+
+
+def _compiled_row_digest() -> Callable[[Sequence[Any]], int]:
+    """`looped_row_digest` written out column by column, from `ROW_COLUMNS`, once at import.
+
+    The rebuild digests every task, and the loop costs twice as much as the written-out form;
+    generating that form from the declaration keeps one list of the columns (a test holds the
+    two to the same digests)."""
+    names = [name for name, _ in ROW_COLUMNS]
+    ids = [name for name, kind in ROW_COLUMNS if kind is Kind.ID]
+    text = "".join(_value_text(kind, name) for name, kind in ROW_COLUMNS)
+    source = (
+        "def row_digest(values):\n"
+        f"    ({', '.join(names)},) = values\n"
+        + "".join(f"    {name} = str({name})\n" for name in ids)
+        + f'    text = f"""{text}"""\n'
+        "    return int.from_bytes(_sha256(text.encode()).digest()[:8]) >> 4\n"
     )
-    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8]) >> 4
+    namespace: dict[str, Any] = {
+        "_maybe": _maybe,
+        "_KINDS": _KINDS,
+        "_instant": _instant,
+        "_strings": _strings,
+        "_sha256": hashlib.sha256,
+    }
+    exec(compile(source, f"<row_digest of {__name__}>", "exec"), namespace)  # noqa: S102
+    digest: Callable[[Sequence[Any]], int] = namespace["row_digest"]
+    return digest
 
 
 def looped_row_digest(values: Sequence[Any]) -> int:
@@ -113,3 +141,7 @@ def sql_row_digest() -> str:
     return (
         f"('x' || left(encode(sha256(convert_to({fields}, 'UTF8')), 'hex'), 15))::bit(60)::bigint"
     )
+
+
+# The digest of a row given as its values in `COLUMN_KINDS` order (the id as text or UUID).
+row_digest = _compiled_row_digest()

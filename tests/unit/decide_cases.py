@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 
 from tasktrail.domain.chain import GENESIS_HASH, data_hash
 from tasktrail.domain.commands import (
@@ -17,7 +17,8 @@ from tasktrail.domain.commands import (
     TaskFields,
     UpdateTask,
 )
-from tasktrail.domain.events import Event, EventType, NewEvent
+from tasktrail.domain.event_data import FieldChanges, NewEvent, TaskCreatedData
+from tasktrail.domain.events import Event, EventType
 from tasktrail.domain.evolve import fold
 from tasktrail.domain.state import TaskState
 
@@ -51,7 +52,7 @@ GONE = (CREATED, DELETED)
 
 
 def updated(**changes: Any) -> NewEvent:
-    return NewEvent(EventType.TASK_UPDATED, {"changes": changes})
+    return NewEvent(EventType.TASK_UPDATED, {"changes": cast(FieldChanges, changes)})
 
 
 def given(*history: NewEvent) -> TaskState | None:
@@ -129,7 +130,7 @@ def at(*versions: int) -> frozenset[int]:
 
 
 def task_created(**data: Any) -> NewEvent:
-    return NewEvent(EventType.TASK_CREATED, data)
+    return NewEvent(EventType.TASK_CREATED, cast(TaskCreatedData, data))
 
 
 def patch(

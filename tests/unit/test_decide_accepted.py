@@ -11,7 +11,7 @@ import pytest
 from tasktrail.domain.commands import Command, TaskChanges, TaskFields
 from tasktrail.domain.decide import decide
 from tasktrail.domain.encoding import canonical_json
-from tasktrail.domain.events import NewEvent
+from tasktrail.domain.event_data import NewEvent
 from tests.unit.decide_cases import (
     COMPLETED,
     CREATED,

@@ -12,7 +12,7 @@ from tasktrail.domain.errors import (
     TaskNotFound,
     VersionConflict,
 )
-from tasktrail.domain.events import NewEvent
+from tasktrail.domain.event_data import NewEvent
 from tests.unit.decide_cases import (
     COMPLETED,
     CREATED,

@@ -12,10 +12,13 @@ from typing import Any
 import orjson
 
 from tasktrail.api.contract.schemas import EventOut, TaskCreate, TaskOut, TaskPatch, TaskReplace
+from tasktrail.domain.commands import TaskChanges, TaskFields
 from tasktrail.domain.document import task_document
+from tasktrail.domain.event_data import FieldChanges, TaskCreatedData
 from tasktrail.domain.event_record import EVENT_FIELD_NAMES
 from tasktrail.domain.events import Event
 from tasktrail.domain.fields import (
+    EDITABLE_FIELDS,
     ROW_COLUMN_NAMES,
     SERVED_FIELDS,
     STATE_FIELDS,
@@ -62,7 +65,36 @@ def test_the_bodies_accept_and_ignore_exactly_the_served_fields_a_client_may_not
         settable = {name for name, info in body.model_fields.items() if not info.exclude}
         ignored = {name for name, info in body.model_fields.items() if info.exclude}
         assert settable | ignored == served, body.__name__
-        assert settable == {"title", "description", "due_at", "priority", "tags", "completed"}
+        assert settable == {field.name for field in EDITABLE_FIELDS} | {"completed"}
+
+
+def test_the_editable_fields_typed_forms_are_the_declared_ones() -> None:
+    """A command's changes and a create's fields hold the editable fields in the state's types,
+    with the declared defaults (the API requires a title); the events' data holds them in
+    their stored forms: an instant as text, the tags as a list."""
+    editable = {field.name: field for field in EDITABLE_FIELDS}
+    state_types = typing.get_type_hints(TaskState)
+    changes = typing.get_type_hints(TaskChanges)
+    assert changes == {name: state_types[name] for name in editable}
+    fields = {field.name: field for field in dataclasses.fields(TaskFields)}
+    assert list(fields) == list(editable)
+    assert typing.get_type_hints(TaskFields) == changes
+    for name, field in fields.items():
+        if name == "title":
+            assert field.default is dataclasses.MISSING
+        else:
+            assert field.default == editable[name].default, name
+    stored_types = {Kind.INSTANT: str, Kind.STRINGS: list[str]}
+    stored = {
+        name: changes[name]
+        if field.kind not in stored_types
+        else stored_types[field.kind] | None
+        if field.nullable
+        else stored_types[field.kind]
+        for name, field in editable.items()
+    }
+    assert typing.get_type_hints(FieldChanges) == stored
+    assert typing.get_type_hints(TaskCreatedData) == {**stored, "completed": bool}
 
 
 STATE = TaskState(

@@ -7,7 +7,7 @@ api/contract/problems.py.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, cast
 
 import uuid_utils
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -64,6 +64,7 @@ from tasktrail.domain.commands import (
 )
 from tasktrail.domain.document import TaskDocument
 from tasktrail.domain.errors import TaskNotFound
+from tasktrail.domain.fields import EDITABLE_FORMS
 from tasktrail.domain.state import TaskState
 from tasktrail.queries.as_of import task_as_of
 from tasktrail.queries.hot_reads import get_task_document
@@ -282,18 +283,12 @@ def merge_patch_changes(body: TaskPatch) -> TaskChanges:
                     }
                 ],
             )
-    changes: TaskChanges = {}
-    if body.title is not None:
-        changes["title"] = body.title
-    if "description" in sent:
-        changes["description"] = body.description
-    if "due_at" in sent:
-        changes["due_at"] = body.due_at
-    if "priority" in sent:
-        changes["priority"] = 0 if body.priority is None else body.priority
-    if "tags" in sent:
-        changes["tags"] = () if body.tags is None else tuple(body.tags)
-    return changes
+    changes: dict[str, Any] = {}
+    for forms in EDITABLE_FORMS:
+        if forms.name in sent:
+            value = getattr(body, forms.name)
+            changes[forms.name] = forms.default if value is None else forms.from_body(value)
+    return cast(TaskChanges, changes)
 
 
 async def completion_wanted(request: Request) -> bool | None:
@@ -377,11 +372,7 @@ def _answering(task_id: str) -> Respond:
 def _fields_of(body: TaskCreate | TaskReplace) -> TaskFields:
     """Every editable field of a create or a PUT (absent ones at their defaults)."""
     return TaskFields(
-        title=body.title,
-        description=body.description,
-        due_at=body.due_at,
-        priority=body.priority,
-        tags=tuple(body.tags),
+        **{forms.name: forms.from_body(getattr(body, forms.name)) for forms in EDITABLE_FORMS}
     )
 
 
