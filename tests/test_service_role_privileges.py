@@ -32,7 +32,7 @@ from tasktrail.events.store import event_columns, event_from_row
 from tasktrail.migrations import runner
 from tasktrail.row_security import DatabaseScope, scope_to_user
 from tasktrail.schema import events
-from tasktrail.storage.port import KeptAnswer, Outcome, Written
+from tasktrail.storage.port import Written
 from tasktrail.storage.postgres.adapter import write_under_the_lock
 from tasktrail.storage.sqlite.transaction import handle
 from tests.conftest import (
@@ -42,6 +42,7 @@ from tests.conftest import (
     new_user_id,
 )
 from tests.row_security_helpers import INSUFFICIENT_PRIVILEGE, as_service_in, libpq
+from tests.write_port_helpers import no_key, the_outcome
 
 ROLE = "tasktrail_service"
 
@@ -84,14 +85,6 @@ def _context(user_id: str) -> CommandContext:
     return CommandContext(user_id=user_id, actor=user_id, request_id=None)
 
 
-def _the_outcome(outcome: Outcome) -> Outcome:
-    return outcome
-
-
-def _kept_nothing(_: Outcome) -> KeptAnswer:
-    raise AssertionError("a write without a key keeps no answer")
-
-
 def _rename(user_id: str, task_id: str, title: str) -> UpdateTask:
     return UpdateTask(
         context=_context(user_id),
@@ -121,7 +114,7 @@ def test_every_write_path_of_the_service_appends_as_the_service_role(
             libpq(service_url), autocommit=True
         ) as conn:
             written = await write_under_the_lock(
-                conn, _rename(user, task_id, "second"), None, _the_outcome, _kept_nothing
+                conn, _rename(user, task_id, "second"), None, the_outcome, no_key
             )
             assert isinstance(written, Written)
             assert [event.version for event in written.answer.events] == [2]

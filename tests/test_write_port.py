@@ -53,6 +53,7 @@ from tasktrail.storage.postgres.adapter import PostgresWrites
 from tasktrail.storage.sqlite.adapter import SqliteWrites
 from tests.conftest import new_user_id, service_role_settings
 from tests.test_write_snapshot import row_is_the_replay
+from tests.write_port_helpers import no_key, the_outcome
 
 START = datetime(2026, 12, 7, 9, 0, 0, 250000, tzinfo=UTC)
 
@@ -97,10 +98,6 @@ def run(database_url: str, work: Work, clock: SteppingClock | None = None) -> An
     return anyio.run(main)
 
 
-def the_outcome(outcome: Outcome) -> Outcome:
-    return outcome
-
-
 def answer_of(outcome: Outcome) -> KeptAnswer:
     """An answer as a route makes one: the task's document (or 204 for a task gone)."""
     if outcome.state is None or outcome.state.deleted:
@@ -110,10 +107,6 @@ def answer_of(outcome: Outcome) -> KeptAnswer:
 
 def kept(answer: KeptAnswer) -> KeptAnswer:
     return answer
-
-
-def no_key(_: Outcome) -> KeptAnswer:
-    raise AssertionError("a write without a key keeps no answer")
 
 
 def context(user_id: str) -> CommandContext:

@@ -24,10 +24,11 @@ from tasktrail.events.store import read_task_stream
 from tasktrail.pg_pool import conninfo_of
 from tasktrail.projections.inline import task_row
 from tasktrail.schema import tasks
-from tasktrail.storage.port import KeptAnswer, Outcome, Written
+from tasktrail.storage.port import Outcome, Written
 from tasktrail.storage.postgres.adapter import write_on_snapshot, write_under_the_lock
 from tasktrail.storage.sqlite.transaction import handle
 from tests.conftest import Api, new_user_id, service_role_settings
+from tests.write_port_helpers import no_key, the_outcome
 
 
 @contextmanager
@@ -91,14 +92,6 @@ def test_a_write_on_a_current_row_reads_no_event_of_the_task(engine: Engine, api
     assert row_is_the_replay(engine, api.user_id, task["id"])
 
 
-def _outcome(outcome: Outcome) -> Outcome:
-    return outcome
-
-
-def _no_key(_: Outcome) -> KeptAnswer:
-    raise AssertionError("a write without a key keeps no answer")
-
-
 class RecordingCursor(psycopg.AsyncCursor[Any]):
     """A real cursor that notes the SQL it sends."""
 
@@ -126,7 +119,7 @@ def test_postgres_async_write_on_a_current_row_reads_no_event_of_the_task(
             outcomes = []
             for way in (write_on_snapshot, write_under_the_lock):
                 command = rename(api, task["id"], way.__name__)
-                written = await way(conn, command, None, _outcome, _no_key)
+                written = await way(conn, command, None, the_outcome, no_key)
                 assert isinstance(written, Written)
                 outcomes.append(written.answer)
             return outcomes

@@ -85,14 +85,17 @@ def append(
     request_id: str | None,
 ) -> list[Event]:
     """Append events after `head` (held by `lock_user_stream`) and move the head past them."""
-    appended = seal_events(
-        head,
-        task_id=task_id,
-        base_version=base_version,
-        new_events=new_events,
-        now=now,
-        actor=actor,
-        request_id=request_id,
+    appended = linked(
+        head.hash,
+        numbered_events(
+            head,
+            task_id=task_id,
+            base_version=base_version,
+            new_events=new_events,
+            now=now,
+            actor=actor,
+            request_id=request_id,
+        ),
     )
     if not appended:
         return appended
@@ -101,31 +104,13 @@ def append(
     return appended
 
 
-def seal_events(
-    head: StreamHead,
-    *,
-    task_id: str,
-    base_version: int,
-    new_events: Sequence[NewEvent],
-    now: datetime,
-    actor: str,
-    request_id: str | None,
-) -> list[Event]:
-    """The events as they will be stored after `head`: seq, version, time and the hash chain."""
+def linked(prev_hash: str, numbered: Sequence[Event]) -> list[Event]:
+    """Numbered events linked into the chain after `prev_hash`, each with its hash."""
     sealed: list[Event] = []
-    prev_hash = head.hash
-    for unlinked in numbered_events(
-        head,
-        task_id=task_id,
-        base_version=base_version,
-        new_events=new_events,
-        now=now,
-        actor=actor,
-        request_id=request_id,
-    ):
-        linked = dataclasses.replace(unlinked, prev_hash=prev_hash)
-        prev_hash = recompute_hash(linked)
-        sealed.append(dataclasses.replace(linked, hash=prev_hash))
+    for unlinked in numbered:
+        event = dataclasses.replace(unlinked, prev_hash=prev_hash)
+        prev_hash = recompute_hash(event)
+        sealed.append(dataclasses.replace(event, hash=prev_hash))
     return sealed
 
 
@@ -140,7 +125,7 @@ def numbered_events(
     request_id: str | None,
 ) -> list[Event]:
     """The events as they will be stored after `head`, but for their links (`prev_hash` and
-    `hash` empty): whoever appends them links them, the SQLite adapter here (`seal_events`),
+    `hash` empty): whoever appends them links them, the SQLite adapter here (`linked`),
     PostgreSQL's in `tasktrail_append`.
 
     `occurred_at` is the clock read after the lock, raised to the previous event's time if the
