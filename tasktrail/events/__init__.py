@@ -1,1 +1,2 @@
-"""The event log: event types, their canonical encoding, the hash chain and the event store."""
+"""The event store: a user's stream locked, a task's stream read, events appended with the chain
+(the events themselves, their encoding and the chain are the domain's: tasktrail/domain/)."""

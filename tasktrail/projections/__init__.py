@@ -1,1 +1,2 @@
-"""How events become tasks: `evolve`, the inline projector, rebuild and verify."""
+"""The tasks read model kept from the log: the inline projector, the row snapshot a write decides
+on, the blue/green rebuild and its checks (`evolve` itself is the domain's)."""
