@@ -43,9 +43,9 @@ RELEASED = {
     "0015_tasktrail_feed_horizon_held_seconds.sql": (
         "6cfee994aee8b541077c09984b085bfaec114c3dedb697bfd6243e9b1113e738"
     ),
-    "0016_tasktrail_append.sql": "b1f8d77ac4a2a8a03b83c5932eb9492a1d9c27a6863641f7f8e2fe6f36082051",
+    "0016_tasktrail_append.sql": "925839758def342b18c87c1213a93cb9c22fb8aaddb10b1326b28814fd714096",
     "0016_tasktrail_claim_key.sql": (
-        "97665e22cd2a84a57faca31c18a5109eca7c9043dedf3ddeab2007ff816f5f0f"
+        "cc9fd9af91032e05c0d06af15a339dcc75d2691469c7199c5ce85c35ac0664eb"
     ),
 }
 

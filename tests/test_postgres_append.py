@@ -354,3 +354,18 @@ def key_count(engine: Engine, user_id: str) -> int:
             )
             or 0
         )
+
+
+def test_claiming_a_key_bounds_its_own_wait_only(postgres_url: str) -> None:
+    """`tasktrail_claim_key` waits at most its `wait_ms` for the key, then puts the caller's own
+    lock_timeout back: the rest of the write is bounded by the caller's settings, not the key's."""
+    settings = service_role_settings(postgres_url)
+    with psycopg.connect(conninfo_of(settings)) as conn:
+        conn.execute("SET LOCAL lock_timeout = '7s'")
+        stored = conn.execute(
+            "SELECT * FROM tasktrail_claim_key(%s, 'bounded', %s, interval '24 hours', 250)",
+            (new_user_id(), "1" * 64),
+        ).fetchall()
+        assert stored == []  # claimed: no kept answer
+        assert conn.execute("SHOW lock_timeout").fetchone() == ("7s",)
+        conn.rollback()

@@ -445,3 +445,53 @@ def test_a_key_still_in_use_past_the_wait_is_refused(
     run(postgres_url, work)
     assert stored_events(postgres_engine, user_id) == []
     assert keys_of(postgres_engine, user_id) == 0
+
+
+def test_the_written_events_are_the_ones_the_log_holds(database_url: str, engine: Engine) -> None:
+    """What the port hands back as appended is the log's own: numbered, linked and hashed as
+    stored (on PostgreSQL the database numbers and links them; the service does not hash them
+    again)."""
+    user_id, task_id = new_user_id(), str(uuid.uuid4())
+    two_events = UpdateTask(
+        context=context(user_id),
+        task_id=task_id,
+        changes={"title": "two events"},
+        completed=True,
+        expected_versions=None,
+    )
+
+    async def work(port: WritePort) -> list[Event]:
+        appended: list[Event] = []
+        for command in (create(user_id, task_id), two_events):
+            written = await port.write(command, None, the_outcome, no_key)
+            assert isinstance(written, Written)
+            appended += written.events
+        return appended
+
+    appended = run(database_url, work)
+    stored = stored_events(engine, user_id)
+    assert [_without_position(event) for event in appended] == [
+        _without_position(event) for event in stored
+    ]
+    assert [event.seq for event in stored] == [1, 2, 3]
+
+
+def test_a_keyed_answer_that_is_no_success_is_not_kept(database_url: str, engine: Engine) -> None:
+    """Only a 2xx answer is kept under its key: the write commits, the key is released, and the
+    same key is free for the next write (on both engines alike)."""
+    user_id = new_user_id()
+    claim = KeyClaim("not-kept", "8" * 64)
+
+    def see_other(_: Outcome) -> KeptAnswer:
+        return KeptAnswer(303, {"location": "/elsewhere"}, b"")
+
+    async def work(port: WritePort) -> list[Any]:
+        return [
+            await port.write(create(user_id, str(uuid.uuid4())), claim, see_other, kept)
+            for _ in range(2)
+        ]
+
+    results = run(database_url, work)
+    assert [type(result).__name__ for result in results] == ["Written", "Written"]
+    assert len(stored_events(engine, user_id)) == 2
+    assert keys_of(engine, user_id) == 0

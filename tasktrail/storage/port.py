@@ -32,7 +32,7 @@ def key_wait_ms(database_deadline: float) -> int:
     """A duplicate's wait for its first request: half the database's deadline, and at most
     `WAIT_FOR_FIRST_MS`. The deadline ends the whole request (a 503, the connection cut); the
     wait must end first, with time left for the 409 to be answered."""
-    return min(WAIT_FOR_FIRST_MS, int(database_deadline * 500))
+    return max(1, min(WAIT_FOR_FIRST_MS, int(database_deadline * 500)))  # 0 would wait forever
 
 
 R = TypeVar("R")
@@ -45,10 +45,13 @@ def system_clock() -> datetime:
 
 
 class Outcome:
-    """The task after the command (None if it never existed) and the events it appended.
+    """The task after the command (None if it never existed) and the events it appends.
 
-    The task's served document is made once, on first use, and shared by whoever needs it: the
-    adapter writes it into the task's row and the route sends it.
+    An answer is made from the state and its document, inside the write, before the events are
+    stored: on PostgreSQL the database numbers and links them, so the events `respond` sees have
+    no `seq`, links or hashes yet, and the state's `last_seq` is not yet known (`Written.events`
+    has them as stored). The task's served document is made once, on first use, and shared by
+    whoever needs it: the adapter writes it into the task's row and the route sends it.
     """
 
     __slots__ = ("_document", "events", "state")
@@ -103,10 +106,15 @@ class StoredAnswer:
 
 @dataclass(frozen=True, slots=True)
 class Written(Generic[R]):
-    """The write committed (or had nothing to write): its answer and how many events it added."""
+    """The write committed (or had nothing to write): its answer, and the events it appended as
+    the log holds them (numbered and linked)."""
 
     answer: R
-    appended: int
+    events: list[Event]
+
+    @property
+    def appended(self) -> int:
+        return len(self.events)
 
 
 class KeyInUse(Exception):

@@ -1,6 +1,7 @@
 -- tasktrail_append as revision 0016 made it: 0013's, with the key claimed by tasktrail_claim_key
 -- (a key the caller claimed earlier in its transaction is its own) and every event's hash
--- returned, so that the service links the events it answers with without hashing them again.
+-- returned, so that the service links the events it hands back without hashing them again; only
+-- a 2xx answer is kept under the key.
 -- Released: this text never changes; a later revision writes a file of its own.
 CREATE FUNCTION tasktrail_append(
     p_user_id text,
@@ -126,10 +127,13 @@ BEGIN
         );
     END IF;
 
-    IF p_key IS NOT NULL THEN
+    -- Only a success is kept under the key; any other answer releases it.
+    IF p_key IS NOT NULL AND p_status_code BETWEEN 200 AND 299 THEN
         UPDATE idempotency_keys
         SET status_code = p_status_code, headers = p_headers, body = p_body
         WHERE user_id = p_user_id AND key = p_key;
+    ELSIF p_key IS NOT NULL THEN
+        DELETE FROM idempotency_keys WHERE user_id = p_user_id AND key = p_key;
     END IF;
 
     RETURN QUERY SELECT 'written', v_seq_before, v_hash_before, v_hashes,

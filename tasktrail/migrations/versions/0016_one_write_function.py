@@ -16,7 +16,7 @@ PostgreSQL, this one; the long way no longer runs its own statements from Python
   decides. `tasktrail_append` calls it too, and a key its caller claimed earlier in the same
   transaction (one with no answer yet) counts as the caller's own.
 - `tasktrail_append` returns the hash of every event it appended (`hashes`, in place of the last
-  one, `head_hash`): the service links the events it answers with from them, instead of hashing
+  one, `head_hash`): the service links the events it hands back from them, instead of hashing
   every event again to check the database's hash (a test holds the two encodings to one hash).
 
 The return type changes, so the function is dropped and made again. A service older than this

@@ -89,7 +89,7 @@ async def write_on_snapshot(
             return None  # a retry of a write that succeeded: its key replays the answer
         raise
     if claim is None and not on_snapshot.outcome.events:
-        return Written(answer, 0)  # nothing to append and no key to keep: a read was enough
+        return Written(answer, [])  # nothing to append and no key to keep: a read was enough
     try:
         applied = await append.apply(
             conn, on_snapshot, claim, None if claim is None else keep(answer), wait_ms
@@ -98,7 +98,7 @@ async def write_on_snapshot(
         return None
     if isinstance(applied, StoredAnswer):
         return applied
-    return Written(answer, len(applied.events))
+    return Written(answer, applied.events)
 
 
 async def write_under_the_lock(
@@ -124,7 +124,7 @@ async def write_under_the_lock(
                 locked = await decided.under_the_lock(conn, command, clock)
                 answer = respond(locked.outcome)
                 if claim is None and not locked.outcome.events:
-                    return Written(answer, 0)
+                    return Written(answer, [])
                 call = await append.send(
                     conn, locked, claim, None if claim is None else keep(answer), wait_ms
                 )
@@ -132,4 +132,4 @@ async def write_under_the_lock(
             applied = await append.result(call, locked)
     if isinstance(applied, StoredAnswer):
         raise RuntimeError("a key claimed under the lock was found taken")
-    return Written(answer, len(applied.events))
+    return Written(answer, applied.events)

@@ -59,4 +59,4 @@ class SqliteWrites:
             answer = respond(outcome)
             if claim is not None:
                 record(conn, user_id, claim.key, keep(answer))
-        return Written(answer, len(outcome.events))
+        return Written(answer, outcome.events)
