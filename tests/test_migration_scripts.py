@@ -25,7 +25,7 @@ from tests.test_document_migration import migrate
 
 MIGRATIONS = Path(runner.__file__).parent
 VERSIONS = MIGRATIONS / "versions"
-SQL = MIGRATIONS / "sql"
+SQL = MIGRATIONS.parent / "storage" / "postgres" / "sql"
 SCRIPTS = sorted(VERSIONS.glob("[0-9][0-9][0-9][0-9]_*.py"))
 SQL_FILES = sorted(SQL.glob("*.sql"))
 SCRIPT_NAME = re.compile(r"\b\d{4}_\w+\.py\b")

@@ -20,7 +20,7 @@ database splices the two in and takes the SHA-256, so it never encodes JSON itse
 is byte for byte the one the contract defines (a test computes it both ways). PostgreSQL only;
 SQLite keeps its own path.
 
-The function's text is in `migrations/sql/0010_tasktrail_append.sql`, which never changes once
+The function's text is in `storage/postgres/sql/0010_tasktrail_append.sql`, which never changes once
 released: a revision that changes the function writes a file of its own.
 """
 
@@ -53,4 +53,7 @@ def downgrade() -> None:
 
 
 def _sql(name: str) -> str:
-    return (Path(__file__).parents[1] / "sql" / name).read_text(encoding="utf-8")
+    # The versioned SQL files live with the PostgreSQL adapter (tasktrail/storage/postgres/sql/).
+    return (Path(__file__).parents[2] / "storage" / "postgres" / "sql" / name).read_text(
+        encoding="utf-8"
+    )

@@ -19,7 +19,7 @@ the call itself. Both run with the caller's rights (SECURITY INVOKER), so row se
 applies to everything they read and write: a function can only name the scope its caller could
 name with `set_config` directly.
 
-The functions' texts are in `migrations/sql/0013_*.sql`, which never change once released.
+The functions' texts are in `storage/postgres/sql/0013_*.sql`, which never change once released.
 """
 
 from __future__ import annotations
@@ -49,4 +49,7 @@ def downgrade() -> None:
 
 
 def _sql(name: str) -> str:
-    return (Path(__file__).parents[1] / "sql" / name).read_text(encoding="utf-8")
+    # The versioned SQL files live with the PostgreSQL adapter (tasktrail/storage/postgres/sql/).
+    return (Path(__file__).parents[2] / "storage" / "postgres" / "sql" / name).read_text(
+        encoding="utf-8"
+    )

@@ -109,4 +109,7 @@ def downgrade() -> None:
 
 
 def _sql(name: str) -> str:
-    return (Path(__file__).parents[1] / "sql" / name).read_text(encoding="utf-8")
+    # The versioned SQL files live with the PostgreSQL adapter (tasktrail/storage/postgres/sql/).
+    return (Path(__file__).parents[2] / "storage" / "postgres" / "sql" / name).read_text(
+        encoding="utf-8"
+    )

@@ -21,7 +21,7 @@ PostgreSQL, this one; the long way no longer runs its own statements from Python
 
 The return type changes, so the function is dropped and made again. A service older than this
 revision reads the old return: stop it before upgrading (`tasktrail db upgrade`, then `serve`).
-The texts are in `migrations/sql/0016_*.sql`, which never change once released.
+The texts are in `storage/postgres/sql/0016_*.sql`, which never change once released.
 """
 
 from __future__ import annotations
@@ -59,4 +59,7 @@ def downgrade() -> None:
 
 
 def _sql(name: str) -> str:
-    return (Path(__file__).parents[1] / "sql" / name).read_text(encoding="utf-8")
+    # The versioned SQL files live with the PostgreSQL adapter (tasktrail/storage/postgres/sql/).
+    return (Path(__file__).parents[2] / "storage" / "postgres" / "sql" / name).read_text(
+        encoding="utf-8"
+    )
