@@ -18,12 +18,16 @@ keeps FastAPI's own handler at hand, and tests/test_handled_routes.py sends a co
 
 from __future__ import annotations
 
+import inspect
+import typing
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
+
+from tasktrail.api.routes.compiled import Reader, compile_reader
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 # A route's own handler: the request, and FastAPI's handler of the route to hand it to.
@@ -45,18 +49,41 @@ def handled_by(handler: OwnHandler) -> Callable[[Endpoint], Endpoint]:
 
 
 class HandledRoute(APIRoute):
-    """An APIRoute whose marked endpoint's requests go to its handler; others as usual."""
+    """An APIRoute whose marked endpoint's requests go to its handler; an unmarked one whose
+    declaration compiles (compiled.py) reads its parameters with the compiled reader; others
+    as usual."""
 
     def get_route_handler(self) -> Handler:
         resolved = super().get_route_handler()
         handler = _HANDLERS.get(self.endpoint)
-        if handler is None:
+        if handler is not None:
+
+            async def handle(request: Request) -> Response:
+                return await handler(request, resolved)
+
+            return handle
+        reader = self._reader()
+        if reader is None:
             return resolved
+        endpoint = self.endpoint
 
-        async def handle(request: Request) -> Response:
-            return await handler(request, resolved)
+        async def read_and_call(request: Request) -> Response:
+            arguments = await reader(request)
+            if arguments is None:
+                return await resolved(request)
+            response: Response = await endpoint(**arguments)
+            return response
 
-        return handle
+        return read_and_call
+
+    def _reader(self) -> Reader | None:
+        """The compiled reader of an async endpoint that answers a Response, if it compiles."""
+        if not inspect.iscoroutinefunction(self.endpoint):
+            return None
+        answers = typing.get_type_hints(self.endpoint).get("return")
+        if not (isinstance(answers, type) and issubclass(answers, Response)):
+            return None
+        return compile_reader(self.dependant)
 
     def resolved_handler(self) -> Handler:
         """FastAPI's own handler of this route, resolving the declared parameters."""
@@ -64,4 +91,5 @@ class HandledRoute(APIRoute):
 
     @property
     def is_handled(self) -> bool:
-        return self.endpoint in _HANDLERS
+        """Served by a handler of its own or by its compiled reader, not by FastAPI's walk."""
+        return self.endpoint in _HANDLERS or self._reader() is not None

@@ -26,7 +26,6 @@ from tasktrail.api.contract.schemas import (
     TaskReplace,
 )
 from tasktrail.api.routes.deps import (
-    authenticated,
     json_body,
     parse_entity_tags,
     read_body,
@@ -128,24 +127,12 @@ async def _create(request: Request, write: NewTaskWrite, body: TaskCreate) -> Re
 _own_task_reading_as_of = own_task_with_only("as_of")
 
 
-async def read_task_directly(request: Request, _: Handler) -> Response:
-    """`read_task`, served without FastAPI's resolution of its parameters (handled.py):
-    the same checks in the same order, read off the request."""
-    principal = await authenticated(request)
-    path = request.path_params
-    own = await _own_task_reading_as_of(request, principal, path["user_id"], path["task_id"])
-    return await _read(
-        request, own, request.query_params.get("as_of"), request.headers.get("if-none-match")
-    )
-
-
 @router.get(
     TASK,
     response_model=TaskOut,
     summary="Read one live task (or as it was at as_of)",
     responses=problems(304, 401, 403, 404, 422, 503),
 )
-@handled_by(read_task_directly)
 async def read_task(
     request: Request,
     own: Annotated[OwnTask, Depends(_own_task_reading_as_of)],
