@@ -32,7 +32,7 @@ from tasktrail.api.routes.deps import (
     require_json_content_type,
     validate_json,
 )
-from tasktrail.api.routes.handled import HandledRoute, Handler, handled_by
+from tasktrail.api.routes.handled import HandledRoute
 from tasktrail.api.routes.query import (
     AS_OF_DESCRIPTION,
     TIMESTAMP_SCHEMA,
@@ -46,8 +46,6 @@ from tasktrail.api.routes.write_request import (
     TaskWrite,
     TaskWriteDep,
     UnconditionalTaskWriteDep,
-    new_task_write_of,
-    task_write_of,
 )
 from tasktrail.api.services import services
 from tasktrail.api.writes.unit_of_work import Respond, run_write
@@ -86,12 +84,6 @@ def task_location(task: TaskState) -> str:
 _create_body = json_body(TaskCreate)
 
 
-async def create_task_directly(request: Request, _: Handler) -> Response:
-    """`create_task`, reading its own request (handled.py)."""
-    write = await new_task_write_of(request)
-    return await _create(request, write, await _create_body(request))
-
-
 @router.post(
     TASKS,
     status_code=201,
@@ -100,7 +92,6 @@ async def create_task_directly(request: Request, _: Handler) -> Response:
     responses=problems(401, 403, 408, 409, 413, 415, 422, 503),
     openapi_extra=json_request_body(TaskCreate),
 )
-@handled_by(create_task_directly)
 async def create_task(
     request: Request,
     write: NewTaskWriteDep,
@@ -218,12 +209,6 @@ async def replace_task(
 _patch_body = json_body(TaskPatch)
 
 
-async def patch_task_directly(request: Request, _: Handler) -> Response:
-    """`patch_task`, reading its own request (handled.py)."""
-    write = await task_write_of(request)
-    return await _patch(request, write, await _patch_body(request))
-
-
 @router.patch(
     TASK,
     response_model=TaskOut,
@@ -231,7 +216,6 @@ async def patch_task_directly(request: Request, _: Handler) -> Response:
     responses=problems(*_WRITE_PROBLEMS),
     openapi_extra=json_request_body(TaskPatch, merge_patch=True),
 )
-@handled_by(patch_task_directly)
 async def patch_task(
     request: Request,
     write: TaskWriteDep,
@@ -287,12 +271,6 @@ async def completion_wanted(request: Request) -> bool | None:
     return validate_json(CompletionSet, raw).completed
 
 
-async def complete_task_directly(request: Request, _: Handler) -> Response:
-    """`complete_task`, reading its own request (handled.py)."""
-    write = await task_write_of(request)
-    return await _complete(request, write, await completion_wanted(request))
-
-
 @router.patch(
     TASK + "/complete",
     response_model=TaskOut,
@@ -302,7 +280,6 @@ async def complete_task_directly(request: Request, _: Handler) -> Response:
     responses=problems(*_WRITE_PROBLEMS),
     openapi_extra=json_request_body(CompletionSet, required=False),
 )
-@handled_by(complete_task_directly)
 async def complete_task(
     request: Request,
     write: TaskWriteDep,

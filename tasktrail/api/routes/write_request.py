@@ -20,7 +20,6 @@ from tasktrail.api.auth.tokens import Principal
 from tasktrail.api.routes.deps import (
     Authenticated,
     IfMatchHeader,
-    authenticated,
     expected_versions_of,
     parse_task_id,
     require_own,
@@ -103,28 +102,6 @@ def _task_write(
     key = parse_key(idempotency_key)  # 422
     task = parse_task_id(task_id)  # 404
     return TaskWrite(_context(request, principal), key, task, expected_versions_of(if_match))
-
-
-async def new_task_write_of(request: Request) -> NewTaskWrite:
-    """`new_task_write` for a route that reads its own request (api/routes/handled.py): the
-    same parameters, read off the request, and the same checks in the same order."""
-    principal = await authenticated(request)
-    user_id = request.path_params["user_id"]
-    return await new_task_write(request, principal, user_id, request.headers.get("idempotency-key"))
-
-
-async def task_write_of(request: Request) -> TaskWrite:
-    """`task_write` for a route that reads its own request."""
-    principal = await authenticated(request)
-    path, headers = request.path_params, request.headers
-    return _task_write(
-        request,
-        principal,
-        path["user_id"],
-        path["task_id"],
-        headers.get("idempotency-key"),
-        headers.get("if-match"),
-    )
 
 
 NewTaskWriteDep = Annotated[NewTaskWrite, Depends(new_task_write)]
