@@ -1,6 +1,6 @@
-"""The answers of the handled routes (api/routes/handled.py) to their corpus of requests
-(tests/handled_corpus.py), recorded as golden files: one JSON Lines file per route under
-tests/golden/handled_routes/, each line a request (method, path and query, the headers the corpus
+"""The answers of the compiled routes (api/routes/compiled.py) to their corpus of requests
+(tests/route_corpus.py), recorded as golden files: one JSON Lines file per route under
+tests/golden/routes/, each line a request (method, path and query, the headers the corpus
 sets, body) and the app's answer (status, headers, body). The test sends the corpus again through
 the app as it serves requests (a test client over an app and a database of each test's own, on
 both engines) and requires the same answers, byte for byte, from one set of files for both engines.
@@ -55,7 +55,7 @@ from freezegun import freeze_time
 
 from tasktrail.api.app import create_app
 from tests.conftest import Api, service_role_settings
-from tests.handled_corpus import (
+from tests.route_corpus import (
     LIST_ROUTE,
     READ_ROUTE,
     WRITE_BODIES,
@@ -68,7 +68,7 @@ from tests.handled_corpus import (
     write_headers,
 )
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "handled_routes"
+GOLDEN = Path(__file__).resolve().parent / "golden" / "routes"
 REGENERATE = os.environ.get("TASKTRAIL_TEST_REGENERATE_GOLDEN") == "1"
 
 FROZEN_AT = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
@@ -140,7 +140,7 @@ _CREATE, _PATCH, _COMPLETE = WRITE_BODIES
 class Corpus:
     number: int  # in the fixed task ids: each route's tasks are its own
     requests: Callable[[TestClient], Iterator[Sent]]
-    size: int  # as tests/test_handled_routes.py counts it
+    size: int  # as tests/test_compiled_routes.py counts it
 
 
 CORPORA = {
@@ -153,7 +153,7 @@ CORPORA = {
 
 
 def golden_file(route: str) -> Path:
-    """tests/golden/handled_routes/<METHOD>_<path with its braces dropped, / as _>.jsonl"""
+    """tests/golden/routes/<METHOD>_<path with its braces dropped, / as _>.jsonl"""
     method, path = route.split(" ")
     slug = re.sub(r"[{}]", "", path).strip("/").replace("/", "_")
     return GOLDEN / f"{method}_{slug}.jsonl"
@@ -281,7 +281,7 @@ def _differences(expected: list[str], actual: list[str], shown: int = 3) -> str:
 
 
 @pytest.mark.parametrize("route", list(CORPORA), ids=lambda route: golden_file(route).stem)
-def test_the_handled_routes_answer_their_corpus_as_recorded(
+def test_the_compiled_routes_answer_their_corpus_as_recorded(
     fresh_database_url: str, monkeypatch: pytest.MonkeyPatch, route: str
 ) -> None:
     # A database and an app of this test alone: no other test's connections, locks or rows

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import anyio.to_thread
 import orjson
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request
 from sqlalchemy import Engine
 from starlette.responses import Response, StreamingResponse
 
@@ -23,10 +23,11 @@ from tasktrail.api.contract.representation import (
     next_page_link,
 )
 from tasktrail.api.contract.schemas import EventOut, VerifyOut
+from tasktrail.api.routes.compiled import CompiledRoute
 from tasktrail.api.routes.deps import Auditor, EngineDep
 from tasktrail.api.routes.query import (
     TIMESTAMP_SCHEMA,
-    only_parameters_of,
+    OnlyDeclaredParameters,
     query_problem,
     query_text,
     query_timestamp,
@@ -43,7 +44,7 @@ from tasktrail.queries.audit import (
     verify_user,
 )
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], route_class=CompiledRoute)
 
 
 @router.get(
@@ -59,7 +60,7 @@ router = APIRouter(tags=["audit"])
 async def verify_chain_of_user(
     engine: EngineDep,
     _: Auditor,
-    __: Annotated[None, Depends(only_parameters_of("expected_head"))],
+    __: OnlyDeclaredParameters,
     user_id: str,
     expected_head: Annotated[
         str | None, Query(description="SEQ:HASH, a head recorded earlier outside the database")
@@ -97,7 +98,6 @@ def _verify(engine: Engine, user_id: str, expected: RecordedHead | None) -> Chai
 
 
 NDJSON = "application/x-ndjson"
-_SEARCH_PARAMETERS = ("user_id", "task_id", "type", "since", "until", "after", "limit")
 
 
 @router.get(
@@ -119,7 +119,7 @@ async def search_events(
     request: Request,
     engine: EngineDep,
     _: Auditor,
-    __: Annotated[None, Depends(only_parameters_of(*_SEARCH_PARAMETERS))],
+    __: OnlyDeclaredParameters,
     user_id: Annotated[str | None, Query(description="only this user's events")] = None,
     task_id: Annotated[str | None, Query(description="only this task's events")] = None,
     type: Annotated[

@@ -15,16 +15,21 @@ from tasktrail.api.contract.problems import Problem, task_not_found
 from tasktrail.api.contract.representation import events_response, next_page_link
 from tasktrail.api.contract.schemas import EventOut
 from tasktrail.api.http.media_types import EVENT_STREAM, wants_event_stream
+from tasktrail.api.routes.compiled import CompiledRoute
 from tasktrail.api.routes.deps import StreamAuthenticated, require_own
 from tasktrail.api.routes.event_stream import event_stream_response
-from tasktrail.api.routes.query import OwnTask, own_task_with_only, refuse_unknown_parameters
+from tasktrail.api.routes.query import (
+    OwnTaskDep,
+    declared_query_parameters,
+    refuse_unknown_parameters,
+)
 from tasktrail.api.services import services
 from tasktrail.database import read_connection
 from tasktrail.domain.events import Event
 from tasktrail.queries.feed import FeedPage, user_feed
 from tasktrail.queries.history import task_history
 
-router = APIRouter(tags=["events"])
+router = APIRouter(tags=["events"], route_class=CompiledRoute)
 MAX_SEQ = 2**63 - 1
 
 
@@ -34,9 +39,7 @@ MAX_SEQ = 2**63 - 1
     summary="A task's whole history, oldest first, also after deletion",
     responses=problems(401, 403, 404, 422, 503),
 )
-async def read_task_history(
-    request: Request, own: Annotated[OwnTask, Depends(own_task_with_only())]
-) -> Response:
+async def read_task_history(request: Request, own: OwnTaskDep) -> Response:
     engine = services(request).engine
     history = await in_thread(request, _history, engine, own.user.user_id, own.task_id)
     if not history:
@@ -68,10 +71,13 @@ Each user may hold a few streams at once per server process (`TASKTRAIL_SSE_STRE
 
 
 async def feed_reader(request: Request, principal: StreamAuthenticated, user_id: str) -> Principal:
-    """The token's own user (from the query too, for a stream); the parameters of each form."""
+    """The token's own user (from the query too, for a stream), on a request with the route's
+    parameters of its form: no `limit` on a stream, no `access_token` on a page."""
     require_own(principal, user_id)
-    allowed = ("after", "access_token") if wants_event_stream(request) else ("after", "limit")
-    refuse_unknown_parameters(request, allowed)
+    if request.scope.get("query_string"):
+        not_of_this_form = "limit" if wants_event_stream(request) else "access_token"
+        declared = declared_query_parameters(request)
+        refuse_unknown_parameters(request, tuple(n for n in declared if n != not_of_this_form))
     return principal
 
 

@@ -11,13 +11,14 @@ from tasktrail.api.blocking import in_thread
 from tasktrail.api.contract.openapi import problems
 from tasktrail.api.contract.problems import RETRY_AFTER_SECONDS, Problem
 from tasktrail.api.contract.representation import json_response
+from tasktrail.api.routes.compiled import CompiledRoute
 from tasktrail.api.routes.deps import EngineDep
 from tasktrail.api.services import services
 from tasktrail.database import DatabaseUnavailable, read_connection
 from tasktrail.migrations.runner import current_revision, head_revision
 from tasktrail.queries.audit import feed_horizon_held_seconds
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=CompiledRoute)
 _log = structlog.get_logger("tasktrail.health")
 # The service's own transactions last milliseconds (and are cut at 60 s idle); longer is news.
 HORIZON_WARNING_SECONDS = 30.0

@@ -8,9 +8,10 @@ from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import Response
 
+from tasktrail.api.routes.compiled import CompiledRoute
 from tasktrail.api.services import services
 
-router = APIRouter(tags=["operations"])
+router = APIRouter(tags=["operations"], route_class=CompiledRoute)
 
 
 @router.get(

@@ -1,16 +1,21 @@
-"""Query-string rules shared by the routes: an unknown or bad parameter is a 422 naming it."""
+"""Query-string rules shared by the routes: an unknown or bad parameter is a 422 naming it.
+
+A route accepts the query parameters its endpoint declares, and no others: the names are read
+from the route's own `Dependant`, once per route, never restated.
+"""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import Request
+from fastapi import Depends, Request
 
 from tasktrail.api.auth.tokens import Principal
 from tasktrail.api.contract.problems import Problem
+from tasktrail.api.routes.compiled import CompiledRoute, query_parameters_of
 from tasktrail.api.routes.deps import Auditor, Authenticated, parse_task_id, require_own
 from tasktrail.domain.encoding import RFC3339_PATTERN, parse_timestamp
 
@@ -23,29 +28,25 @@ class OwnTask:
     task_id: str
 
 
-def own_user_with_only(*allowed: str) -> Callable[..., Awaitable[Principal]]:
+async def own_user(request: Request, principal: Authenticated, user_id: str) -> Principal:
     """The token's user, who must be the path's (403), on a request with no query parameter
-    but `allowed` (422): one dependency, so that FastAPI walks two nodes, not five."""
-
-    async def dependency(request: Request, principal: Authenticated, user_id: str) -> Principal:
-        require_own(principal, user_id)
-        refuse_unknown_parameters(request, allowed)
-        return principal
-
-    return dependency
+    but the route's own (422): one dependency, so that a request calls two, not five."""
+    require_own(principal, user_id)
+    refuse_unknown_parameters(request)
+    return principal
 
 
-def own_task_with_only(*allowed: str) -> Callable[..., Awaitable[OwnTask]]:
-    """`own_user_with_only`, then the task id of the path (404 if it is no UUID)."""
+async def own_task(
+    request: Request, principal: Authenticated, user_id: str, task_id: str
+) -> OwnTask:
+    """`own_user`, then the task id of the path (404 if it is no UUID)."""
+    require_own(principal, user_id)
+    refuse_unknown_parameters(request)
+    return OwnTask(principal, parse_task_id(task_id))
 
-    async def dependency(
-        request: Request, principal: Authenticated, user_id: str, task_id: str
-    ) -> OwnTask:
-        require_own(principal, user_id)
-        refuse_unknown_parameters(request, allowed)
-        return OwnTask(principal, parse_task_id(task_id))
 
-    return dependency
+OwnUser = Annotated[Principal, Depends(own_user)]
+OwnTaskDep = Annotated[OwnTask, Depends(own_task)]
 
 
 # The only parameters that may be given more than once (api.md, "Repeated parameters"), and
@@ -55,9 +56,13 @@ REPEATABLE_PARAMETERS = frozenset({"tag", "type"})
 MAX_REPEATED_VALUES = 50
 
 
-def refuse_unknown_parameters(request: Request, allowed: tuple[str, ...] = ()) -> None:
+def refuse_unknown_parameters(request: Request, allowed: tuple[str, ...] | None = None) -> None:
+    """422 for a query parameter that is not `allowed` (by default, the route's declared ones),
+    or that is repeated without being repeatable."""
     if not request.scope.get("query_string"):
         return  # most requests have none: no parsing at all
+    if allowed is None:
+        allowed = declared_query_parameters(request)
     names = [name for name, _ in request.query_params.multi_items()]
     given = set(names)
     unknown = sorted(given - set(allowed))
@@ -76,13 +81,20 @@ def refuse_unknown_parameters(request: Request, allowed: tuple[str, ...] = ()) -
             )
 
 
-def only_parameters_of(*allowed: str) -> Callable[..., Awaitable[None]]:
+async def only_declared_parameters(request: Request, _: Auditor) -> None:
     """Refuse unknown parameters on the audit routes, after the auditor check."""
+    refuse_unknown_parameters(request)
 
-    async def check(request: Request, _: Auditor) -> None:
-        refuse_unknown_parameters(request, allowed)
 
-    return check
+OnlyDeclaredParameters = Annotated[None, Depends(only_declared_parameters)]
+
+
+def declared_query_parameters(request: Request) -> tuple[str, ...]:
+    """The query parameters the serving route's endpoint declares, in their order there."""
+    route = request.scope["route"]
+    if isinstance(route, CompiledRoute):
+        return route.query_parameters
+    return query_parameters_of(route.dependant)
 
 
 def _unknown(unknown: list[str], allowed: tuple[str, ...]) -> Problem:

@@ -5,23 +5,21 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from sqlalchemy import Engine
 from starlette.responses import Response
 
-from tasktrail.api.auth.tokens import Principal
 from tasktrail.api.blocking import in_thread
 from tasktrail.api.contract.openapi import problems
 from tasktrail.api.contract.representation import next_page_link, task_list_response
-from tasktrail.api.contract.schemas import TaskOut
-from tasktrail.api.routes.deps import authenticated
-from tasktrail.api.routes.handled import HandledRoute, Handler, handled_by
+from tasktrail.api.contract.schemas import TAG_MAX, TaskOut
+from tasktrail.api.routes.compiled import CompiledRoute
 from tasktrail.api.routes.query import (
     AS_OF_DESCRIPTION,
     MAX_REPEATED_VALUES,
     NO_NUL_SCHEMA,
     TIMESTAMP_SCHEMA,
-    own_user_with_only,
+    OwnUser,
     query_problem,
     query_text,
     query_timestamp,
@@ -34,82 +32,12 @@ from tasktrail.queries.hot_list import list_documents
 from tasktrail.queries.list_query import KeysetPosition, ListTasks, Sort, SortField, StatusFilter
 from tasktrail.queries.tasks import DocumentPage, list_tasks
 
-# HandledRoute: the list's usual requests read their own parameters (handled.py).
-router = APIRouter(tags=["tasks"], route_class=HandledRoute)
+router = APIRouter(tags=["tasks"], route_class=CompiledRoute)
 
 TASKS = "/api/{user_id}/tasks"
 
-_LIST_PARAMETERS = (
-    "status",
-    "sort",
-    "q",
-    "tag",
-    "due_before",
-    "due_after",
-    "limit",
-    "cursor",
-    "as_of",
-)
 _SORTS = ", ".join(f"{sign}{name}" for name in SortField for sign in ("", "-"))
-
-
-_own_user_listing = own_user_with_only(*_LIST_PARAMETERS)
-_STATUSES = {status.value: status for status in StatusFilter}
-_SORT_VALUES = frozenset(f"{sign}{name}" for name in SortField for sign in ("", "-"))
-_Q_MAX = 200
-
-
-def _plain_parameters(request: Request) -> dict[str, Any] | None:
-    """The list's parameters when each is one FastAPI's validation takes as it is (a known
-    name given once, `tag` aside; a status and a sort of their lists; a limit of plain digits
-    in 1..1000; a q of at most 200 characters), else None. Pure syntax: nothing is checked
-    here that the route's own code checks again."""
-    values: dict[str, Any] = {}
-    tags: list[str] = []
-    for name, value in request.query_params.multi_items():
-        if name == "tag":
-            tags.append(value)
-            continue
-        if name in values:
-            return None
-        if name == "status":
-            if value not in _STATUSES:
-                return None
-            values[name] = _STATUSES[value]
-        elif name == "sort":
-            if value not in _SORT_VALUES:
-                return None
-            values[name] = value
-        elif name == "limit":
-            if not (value.isascii() and value.isdigit() and len(value) <= 4):
-                return None
-            number = int(value)
-            if not 1 <= number <= 1000:
-                return None
-            values[name] = number
-        elif name == "q":
-            if len(value) > _Q_MAX:
-                return None
-            values[name] = value
-        elif name in ("due_before", "due_after", "cursor", "as_of"):
-            values[name] = value
-        else:
-            return None
-    if tags:
-        values["tag"] = tags
-    return values
-
-
-async def list_user_tasks_directly(request: Request, resolved: Handler) -> Response:
-    """`list_user_tasks` reading its own request (handled.py) when its parameters are
-    plain; any other request goes to FastAPI's resolution, whose answer (a validation error, in
-    FastAPI's words) it then is."""
-    values = _plain_parameters(request)
-    if values is None:
-        return await resolved(request)
-    principal = await authenticated(request)
-    user = await _own_user_listing(request, principal, request.path_params["user_id"])
-    return await _list(request, user, **values)
+_Q_MAX = 200  # the longest search text
 
 
 @router.get(
@@ -124,10 +52,9 @@ async def list_user_tasks_directly(request: Request, resolved: Handler) -> Respo
     "one created meanwhile appears if it sorts after the cursor.",
     responses=problems(401, 403, 422, 503),
 )
-@handled_by(list_user_tasks_directly)
 async def list_user_tasks(
     request: Request,
-    user: Annotated[Principal, Depends(_own_user_listing)],
+    user: OwnUser,
     status: Annotated[
         StatusFilter,
         Query(description="all (default: every live task), pending, completed, or deleted"),
@@ -143,7 +70,7 @@ async def list_user_tasks(
     q: Annotated[
         str | None,
         Query(
-            max_length=200,
+            max_length=_Q_MAX,
             description="case-insensitive text in the title or description",
             json_schema_extra=NO_NUL_SCHEMA,
         ),
@@ -154,7 +81,7 @@ async def list_user_tasks(
             description="repeatable; a task must carry every tag given (case-insensitive)",
             json_schema_extra={
                 "maxItems": MAX_REPEATED_VALUES,
-                "items": {"type": "string", "minLength": 1, "maxLength": 50, **NO_NUL_SCHEMA},
+                "items": {"type": "string", "minLength": 1, "maxLength": TAG_MAX, **NO_NUL_SCHEMA},
             },
         ),
     ] = None,
@@ -178,26 +105,8 @@ async def list_user_tasks(
         str | None, Query(description=AS_OF_DESCRIPTION, json_schema_extra=TIMESTAMP_SCHEMA)
     ] = None,
 ) -> Response:
-    return await _list(
-        request, user, status, sort, q, tag, due_before, due_after, limit, cursor, as_of
-    )
-
-
-async def _list(
-    request: Request,
-    user: Principal,
-    status: StatusFilter = StatusFilter.ALL,
-    sort: str = "-created",
-    q: str | None = None,
-    tag: list[str] | None = None,
-    due_before: str | None = None,
-    due_after: str | None = None,
-    limit: int = 100,
-    cursor: str | None = None,
-    as_of: str | None = None,
-) -> Response:
     parsed_sort = Sort.parse(sort)
-    tags = tuple(query_text("tag", value, max_length=50) for value in tag or ())
+    tags = tuple(query_text("tag", value, max_length=TAG_MAX) for value in tag or ())
     bound_to = fingerprint(
         request.url.path,
         {name: request.query_params.getlist(name) for name in request.query_params},
@@ -206,7 +115,7 @@ async def _list(
         user_id=user.user_id,
         status=status,
         sort=parsed_sort,
-        q=None if q is None else query_text("q", q, max_length=200, allow_empty=True),
+        q=None if q is None else query_text("q", q, max_length=_Q_MAX, allow_empty=True),
         tags=tags,
         due_before=query_timestamp("due_before", due_before),
         due_after=query_timestamp("due_after", due_after),

@@ -25,6 +25,7 @@ from tasktrail.api.contract.schemas import (
     TaskPatch,
     TaskReplace,
 )
+from tasktrail.api.routes.compiled import CompiledRoute
 from tasktrail.api.routes.deps import (
     json_body,
     parse_entity_tags,
@@ -32,12 +33,11 @@ from tasktrail.api.routes.deps import (
     require_json_content_type,
     validate_json,
 )
-from tasktrail.api.routes.handled import HandledRoute
 from tasktrail.api.routes.query import (
     AS_OF_DESCRIPTION,
     TIMESTAMP_SCHEMA,
     OwnTask,
-    own_task_with_only,
+    OwnTaskDep,
     query_timestamp,
 )
 from tasktrail.api.routes.write_request import (
@@ -68,9 +68,7 @@ from tasktrail.queries.hot_reads import get_task_document
 from tasktrail.queries.tasks import get_task
 from tasktrail.storage.port import Outcome
 
-# HandledRoute: the most frequent requests (the single-task read, create, patch, complete) read
-# their own parameters.
-router = APIRouter(tags=["tasks"], route_class=HandledRoute)
+router = APIRouter(tags=["tasks"], route_class=CompiledRoute)
 
 TASKS = "/api/{user_id}/tasks"
 TASK = "/api/{user_id}/tasks/{task_id}"
@@ -115,9 +113,6 @@ async def _create(request: Request, write: NewTaskWrite, body: TaskCreate) -> Re
     return await run_write(request, command, write.key, respond)
 
 
-_own_task_reading_as_of = own_task_with_only("as_of")
-
-
 @router.get(
     TASK,
     response_model=TaskOut,
@@ -126,7 +121,7 @@ _own_task_reading_as_of = own_task_with_only("as_of")
 )
 async def read_task(
     request: Request,
-    own: Annotated[OwnTask, Depends(_own_task_reading_as_of)],
+    own: OwnTaskDep,
     as_of: Annotated[
         str | None, Query(description=AS_OF_DESCRIPTION, json_schema_extra=TIMESTAMP_SCHEMA)
     ] = None,

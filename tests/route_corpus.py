@@ -1,7 +1,7 @@
-"""The corpus of requests the handled routes (api/routes/handled.py) are held to: good, bad and
+"""The corpus of requests the compiled routes (api/routes/compiled.py) are held to: good, bad and
 hostile requests of each route, and the tasks they need.
 
-tests/test_handled_routes.py sends them through both handlers of each route and requires the
+tests/test_compiled_routes.py sends them through both handlers of each route and requires the
 same answers; tests/test_route_answers_golden.py records the app's answers to them.
 """
 
@@ -70,7 +70,7 @@ def read_requests(api: Api, ids: dict[str, str], other_user: str) -> Iterator[Re
         yield "GET", path + query, header
 
 
-# The bodies each handled write is sent, by "METHOD path template".
+# The bodies each compiled write is sent, by "METHOD path template".
 WRITE_BODIES = {
     "POST /api/{user_id}/tasks": [
         b'{"title": "new", "tags": ["x"], "priority": 2}',
@@ -185,3 +185,66 @@ def list_requests(api: Api, queries: list[str], other_user: str) -> Iterator[Req
     for query, header in itertools.product(queries, headers):
         for user in (api.user_id, "someone-else"):
             yield "GET", f"/api/{user}/tasks{query}", header
+
+
+def other_requests(api: Api, task_id: str, auditor: dict[str, str]) -> dict[str, list[Request]]:
+    """Requests of the other routes, by "METHOD path template": every answer of each is the
+    same on a second call (a settled user's events, no stream that would stay open)."""
+    mine = api.headers
+    tokens = [mine, auth("someone-else"), {}]
+    feed = f"/api/{api.user_id}/events"
+    feed_queries = [
+        "",
+        "?after=1&limit=1",
+        "?after=-1",
+        "?after=abc",
+        "?after=99999999999999999999",
+        "?limit=0",
+        "?limit=1001",
+        "?limit=5&limit=6",
+        "?access_token=x",
+        "?unknown=1",
+    ]
+    stream = {"Accept": "text/event-stream"}
+    history = f"/api/{api.user_id}/tasks/{task_id}/events"
+    audit = "/api/audit/events"
+    audit_queries = [
+        f"?user_id={api.user_id}",
+        f"?user_id={api.user_id}&limit=1",
+        f"?user_id={api.user_id}&type=task.created&type=task.completed",
+        f"?user_id={api.user_id}&task_id={task_id}",
+        f"?user_id={api.user_id}&since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z",
+        "?type=bogus",
+        "?after=-5",
+        "?task_id=nope",
+        "?since=yesterday",
+        "?limit=0",
+        "?user_id=",
+        "?unknown=1",
+    ]
+    verify = f"/api/audit/users/{api.user_id}/verify"
+    verify_queries = ["", "?expected_head=1:abc", "?expected_head=bad", "?unknown=1"]
+    return {
+        "GET /api/{user_id}/events": [
+            *(("GET", feed + query, header) for query in feed_queries for header in tokens),
+            ("GET", f"{feed}?limit=5", {**mine, **stream}),
+            ("GET", f"{feed}?after=x", {**mine, **stream}),
+            ("GET", feed, stream),
+        ],
+        "GET /api/{user_id}/tasks/{task_id}/events": [
+            *(("GET", history + query, header) for query in ("", "?x=1") for header in tokens),
+            ("GET", f"/api/{api.user_id}/tasks/not-a-uuid/events", mine),
+        ],
+        "GET /api/audit/events": [
+            ("GET", audit + query, header)
+            for query in audit_queries
+            for header in (auditor, mine, {})
+        ],
+        "GET /api/audit/users/{user_id}/verify": [
+            ("GET", verify + query, header)
+            for query in verify_queries
+            for header in (auditor, mine)
+        ],
+        "GET /healthz": [("GET", "/healthz", {}), ("GET", "/healthz?x=1", {})],
+        "GET /readyz": [("GET", "/readyz", {})],
+    }
