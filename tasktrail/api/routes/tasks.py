@@ -36,14 +36,11 @@ from tasktrail.api.routes.deps import (
 from tasktrail.api.routes.query import (
     AS_OF_DESCRIPTION,
     TIMESTAMP_SCHEMA,
-    OwnTask,
     OwnTaskDep,
     query_timestamp,
 )
 from tasktrail.api.routes.write_request import (
-    NewTaskWrite,
     NewTaskWriteDep,
-    TaskWrite,
     TaskWriteDep,
     UnconditionalTaskWriteDep,
 )
@@ -95,10 +92,6 @@ async def create_task(
     write: NewTaskWriteDep,
     body: Annotated[TaskCreate, Depends(_create_body)],
 ) -> Response:
-    return await _create(request, write, body)
-
-
-async def _create(request: Request, write: NewTaskWrite, body: TaskCreate) -> Response:
     command = CreateTask(
         context=write.context,
         task_id=str(uuid_utils.uuid7()),  # version 7: ids sort by creation time
@@ -129,12 +122,6 @@ async def read_task(
         str | None,
         Header(alias="If-None-Match", description="an ETag you hold; 304 while it is current"),
     ] = None,
-) -> Response:
-    return await _read(request, own, as_of, if_none_match)
-
-
-async def _read(
-    request: Request, own: OwnTask, as_of: str | None, if_none_match: str | None
 ) -> Response:
     user_id, task_id = own.user.user_id, own.task_id
     instant = query_timestamp("as_of", as_of)
@@ -216,10 +203,6 @@ async def patch_task(
     write: TaskWriteDep,
     body: Annotated[TaskPatch, Depends(_patch_body)],
 ) -> Response:
-    return await _patch(request, write, body)
-
-
-async def _patch(request: Request, write: TaskWrite, body: TaskPatch) -> Response:
     command = UpdateTask(
         context=write.context,
         task_id=write.task_id,
@@ -280,10 +263,6 @@ async def complete_task(
     write: TaskWriteDep,
     completed: Annotated[bool | None, Depends(completion_wanted)],
 ) -> Response:
-    return await _complete(request, write, completed)
-
-
-async def _complete(request: Request, write: TaskWrite, completed: bool | None) -> Response:
     command = CompleteTask(
         context=write.context,
         task_id=write.task_id,
