@@ -32,7 +32,7 @@ from tasktrail.events.store import event_columns, event_from_row
 from tasktrail.migrations import runner
 from tasktrail.row_security import DatabaseScope, scope_to_user
 from tasktrail.schema import events
-from tasktrail.storage.port import Written
+from tasktrail.storage.port import Write, Written
 from tasktrail.storage.postgres.adapter import write_under_the_lock
 from tasktrail.storage.sqlite.transaction import handle
 from tests.conftest import (
@@ -114,7 +114,7 @@ def test_every_write_path_of_the_service_appends_as_the_service_role(
             libpq(service_url), autocommit=True
         ) as conn:
             written = await write_under_the_lock(
-                conn, _rename(user, task_id, "second"), None, the_outcome, no_key
+                conn, Write(_rename(user, task_id, "second"), None, the_outcome, no_key)
             )
             assert isinstance(written, Written)
             assert [event.version for event in written.answer.events] == [2]

@@ -45,6 +45,7 @@ from tasktrail.storage.port import (
     KeyInUse,
     Outcome,
     StoredAnswer,
+    Write,
     WritePort,
     Written,
     key_wait_ms,
@@ -146,7 +147,7 @@ def keys_of(engine: Engine, user_id: str) -> int:
 
 
 async def outcome_of(port: WritePort, command: Command) -> Outcome:
-    written = await port.write(command, None, the_outcome, no_key)
+    written = await port.write(Write(command, None, the_outcome, no_key))
     assert isinstance(written, Written)
     assert written.appended == len(written.answer.events)
     return written.answer
@@ -257,7 +258,9 @@ def test_racing_writes_of_one_task_all_land_in_order(database_url: str, engine: 
         appended: list[int] = []
 
         async def one(n: int) -> None:
-            written = await port.write(rename(user_id, task_id, f"n{n}"), None, the_outcome, no_key)
+            written = await port.write(
+                Write(rename(user_id, task_id, f"n{n}"), None, the_outcome, no_key)
+            )
             assert isinstance(written, Written)
             appended.append(written.appended)
 
@@ -301,8 +304,12 @@ def test_a_taken_key_returns_the_kept_answer_and_writes_nothing(
     claim = KeyClaim("create-once", "f" * 64)
 
     async def work(port: WritePort) -> tuple[Any, Any]:
-        first = await port.write(create(user_id, str(uuid.uuid4()), "one"), claim, answer_of, kept)
-        again = await port.write(create(user_id, str(uuid.uuid4()), "two"), claim, answer_of, kept)
+        first = await port.write(
+            Write(create(user_id, str(uuid.uuid4()), "one"), claim, answer_of, kept)
+        )
+        again = await port.write(
+            Write(create(user_id, str(uuid.uuid4()), "two"), claim, answer_of, kept)
+        )
         return first, again
 
     first, again = run(database_url, work)
@@ -327,8 +334,8 @@ def test_a_retry_whose_decision_the_rules_now_refuse_still_replays(
         await outcome_of(port, create(user_id, task_id))
         command = rename(user_id, task_id, "once", {1})
         return (
-            await port.write(command, claim, answer_of, kept),
-            await port.write(command, claim, answer_of, kept),
+            await port.write(Write(command, claim, answer_of, kept)),
+            await port.write(Write(command, claim, answer_of, kept)),
         )
 
     first, again = run(database_url, work)
@@ -349,7 +356,7 @@ def test_a_duplicate_sent_at_once_waits_for_its_first_and_replays_it(
 
         async def send(title: str) -> None:
             command = create(user_id, str(uuid.uuid4()), title)
-            results.append(await port.write(command, claim, answer_of, kept))
+            results.append(await port.write(Write(command, claim, answer_of, kept)))
 
         async with anyio.create_task_group() as both:
             both.start_soon(send, "first")
@@ -368,9 +375,11 @@ def test_a_refused_write_writes_nothing_and_keeps_no_key(database_url: str, engi
     async def work(port: WritePort) -> None:
         await outcome_of(port, create(user_id, task_id))
         with pytest.raises(VersionConflict):
-            await port.write(rename(user_id, task_id, "x", {7}), claim, answer_of, kept)
+            await port.write(Write(rename(user_id, task_id, "x", {7}), claim, answer_of, kept))
         with pytest.raises(TaskNotFound):
-            await port.write(rename(user_id, str(uuid.uuid4()), "x"), None, the_outcome, no_key)
+            await port.write(
+                Write(rename(user_id, str(uuid.uuid4()), "x"), None, the_outcome, no_key)
+            )
 
     run(database_url, work)
     assert len(stored_events(engine, user_id)) == 1
@@ -388,7 +397,7 @@ def test_an_answer_that_fails_leaves_nothing_written(database_url: str, engine: 
     async def work(port: WritePort) -> None:
         for claim in (None, KeyClaim("failing", "d" * 64)):
             with pytest.raises(LookupError):
-                await port.write(create(user_id, str(uuid.uuid4())), claim, failing, kept)
+                await port.write(Write(create(user_id, str(uuid.uuid4())), claim, failing, kept))
 
     run(database_url, work)
     assert stored_events(engine, user_id) == []
@@ -409,8 +418,8 @@ def test_a_write_the_task_already_satisfies_appends_nothing(
         await outcome_of(port, create(user_id, task_id))
         await outcome_of(port, done)
         return (
-            await port.write(done, None, answer_of, kept),
-            await port.write(done, KeyClaim("no-op", "e" * 64), answer_of, kept),
+            await port.write(Write(done, None, answer_of, kept)),
+            await port.write(Write(done, KeyClaim("no-op", "e" * 64), answer_of, kept)),
         )
 
     plain, keyed = run(database_url, work)
@@ -439,7 +448,7 @@ def test_a_key_still_in_use_past_the_wait_is_refused(
                 (user_id, claim.key, claim.fingerprint, timedelta(hours=24), 1000),
             )
             with pytest.raises(KeyInUse):
-                await port.write(create(user_id, str(uuid.uuid4())), claim, answer_of, kept)
+                await port.write(Write(create(user_id, str(uuid.uuid4())), claim, answer_of, kept))
             await first.rollback()
 
     run(postgres_url, work)
@@ -463,7 +472,7 @@ def test_the_written_events_are_the_ones_the_log_holds(database_url: str, engine
     async def work(port: WritePort) -> list[Event]:
         appended: list[Event] = []
         for command in (create(user_id, task_id), two_events):
-            written = await port.write(command, None, the_outcome, no_key)
+            written = await port.write(Write(command, None, the_outcome, no_key))
             assert isinstance(written, Written)
             appended += written.events
         return appended
@@ -487,7 +496,7 @@ def test_a_keyed_answer_that_is_no_success_is_not_kept(database_url: str, engine
 
     async def work(port: WritePort) -> list[Any]:
         return [
-            await port.write(create(user_id, str(uuid.uuid4())), claim, see_other, kept)
+            await port.write(Write(create(user_id, str(uuid.uuid4())), claim, see_other, kept))
             for _ in range(2)
         ]
 

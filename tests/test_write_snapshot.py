@@ -24,7 +24,7 @@ from tasktrail.events.store import read_task_stream
 from tasktrail.pg_pool import conninfo_of
 from tasktrail.projections.inline import task_row
 from tasktrail.schema import tasks
-from tasktrail.storage.port import Outcome, Written
+from tasktrail.storage.port import Outcome, Write, Written
 from tasktrail.storage.postgres.adapter import write_on_snapshot, write_under_the_lock
 from tasktrail.storage.sqlite.transaction import handle
 from tests.conftest import Api, new_user_id, service_role_settings
@@ -119,7 +119,7 @@ def test_postgres_async_write_on_a_current_row_reads_no_event_of_the_task(
             outcomes = []
             for way in (write_on_snapshot, write_under_the_lock):
                 command = rename(api, task["id"], way.__name__)
-                written = await way(conn, command, None, the_outcome, no_key)
+                written = await way(conn, Write(command, None, the_outcome, no_key))
                 assert isinstance(written, Written)
                 outcomes.append(written.answer)
             return outcomes

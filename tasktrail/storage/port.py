@@ -117,20 +117,30 @@ class Written(Generic[R]):
         return len(self.events)
 
 
+@dataclass(frozen=True, slots=True)
+class Write(Generic[R]):
+    """What a route hands the port: the command; the key's claim, if the request has one; how
+    to answer the state the write leaves (inside the transaction); and what of that answer the
+    key keeps."""
+
+    command: Command
+    claim: KeyClaim | None
+    respond: Callable[[Outcome], R]
+    keep: Callable[[R], KeptAnswer]
+
+    def kept(self, answer: R) -> KeptAnswer | None:
+        """What the key keeps of `answer`; None without a key."""
+        return None if self.claim is None else self.keep(answer)
+
+
 class KeyInUse(Exception):
     """The key's first request is still running, past `WAIT_FOR_FIRST_MS`: nothing was written."""
 
 
 class WritePort(Protocol):
-    async def write(
-        self,
-        command: Command,
-        claim: KeyClaim | None,
-        respond: Callable[[Outcome], R],
-        keep: Callable[[R], KeptAnswer],
-    ) -> Written[R] | StoredAnswer:
-        """Decide `command`, persist its events and the task's row, and (with a claim) keep
-        `keep(answer)` under the key, in one transaction; `respond` makes the answer inside it.
+    async def write(self, write: Write[R]) -> Written[R] | StoredAnswer:
+        """Decide the command, persist its events and the task's row, and (with a claim) keep
+        the answer under the key, in one transaction; `respond` makes the answer inside it.
         `StoredAnswer` when the key was taken. Domain errors, and whatever `respond` raises,
         leave nothing written; `KeyInUse` too."""
         ...

@@ -23,7 +23,7 @@ from tasktrail.api.writes.idempotency import (
     stored_replay,
 )
 from tasktrail.domain.commands import Command
-from tasktrail.storage.port import KeyClaim, KeyInUse, Outcome, StoredAnswer
+from tasktrail.storage.port import KeyClaim, KeyInUse, Outcome, StoredAnswer, Write
 
 # What the route answers for the state the write left (the task, or 204).
 Respond = Callable[[Outcome], Response]
@@ -36,7 +36,7 @@ async def run_write(
     parts = services(request)
     claim = None if key is None else KeyClaim(key.value, fingerprint(request))
     try:
-        written = await parts.writes.write(command, claim, respond, kept_answer)
+        written = await parts.writes.write(Write(command, claim, respond, kept_answer))
     except KeyInUse:
         raise still_running() from None
     if isinstance(written, StoredAnswer):

@@ -12,20 +12,16 @@ one round trip, the decision under the lock, and `tasktrail_append` with the COM
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TypeVar
 
-from tasktrail.domain.commands import Command
 from tasktrail.domain.errors import DomainError
 from tasktrail.pg_pool import AsyncConnection, AsyncPool, set_scope
 from tasktrail.row_security import DatabaseScope
 from tasktrail.storage.port import (
     WAIT_FOR_FIRST_MS,
     Clock,
-    KeptAnswer,
-    KeyClaim,
-    Outcome,
     StoredAnswer,
+    Write,
     Written,
     system_clock,
 )
@@ -42,48 +38,37 @@ class PostgresWrites:
         self._clock = clock
         self._wait_ms = wait_ms  # for a key's first request (`key_wait_ms`)
 
-    async def write(
-        self,
-        command: Command,
-        claim: KeyClaim | None,
-        respond: Callable[[Outcome], R],
-        keep: Callable[[R], KeptAnswer],
-    ) -> Written[R] | StoredAnswer:
+    async def write(self, write: Write[R]) -> Written[R] | StoredAnswer:
         async with self._pool.connection() as conn:
-            return await write(conn, command, claim, respond, keep, self._clock, self._wait_ms)
+            return await write_on(conn, write, self._clock, self._wait_ms)
 
 
-async def write(
+async def write_on(
     conn: AsyncConnection,
-    command: Command,
-    claim: KeyClaim | None,
-    respond: Callable[[Outcome], R],
-    keep: Callable[[R], KeptAnswer],
+    write: Write[R],
     clock: Clock = system_clock,
     wait_ms: int = WAIT_FOR_FIRST_MS,
 ) -> Written[R] | StoredAnswer:
     """The port's write on a connection in autocommit: on the snapshot, else under the lock."""
-    written = await write_on_snapshot(conn, command, claim, respond, keep, clock, wait_ms)
+    written = await write_on_snapshot(conn, write, clock, wait_ms)
     if written is not None:
         return written
-    return await write_under_the_lock(conn, command, claim, respond, keep, clock, wait_ms)
+    return await write_under_the_lock(conn, write, clock, wait_ms)
 
 
 async def write_on_snapshot(
     conn: AsyncConnection,
-    command: Command,
-    claim: KeyClaim | None,
-    respond: Callable[[Outcome], R],
-    keep: Callable[[R], KeptAnswer],
+    write: Write[R],
     clock: Clock = system_clock,
     wait_ms: int = WAIT_FOR_FIRST_MS,
 ) -> Written[R] | StoredAnswer | None:
     """Decided on the unlocked row and applied in one call; None to decide under the lock."""
+    claim = write.claim
     try:
-        on_snapshot = await decided.on_snapshot(conn, command, clock)
+        on_snapshot = await decided.on_snapshot(conn, write.command, clock)
         if on_snapshot is None:
             return None
-        answer = respond(on_snapshot.outcome)
+        answer = write.respond(on_snapshot.outcome)
     except DomainError:
         if claim is not None:
             return None  # a retry of a write that succeeded: its key replays the answer
@@ -91,9 +76,7 @@ async def write_on_snapshot(
     if claim is None and not on_snapshot.outcome.events:
         return Written(answer, [])  # nothing to append and no key to keep: a read was enough
     try:
-        applied = await append.apply(
-            conn, on_snapshot, claim, None if claim is None else keep(answer), wait_ms
-        )
+        applied = await append.apply(conn, on_snapshot, claim, write.kept(answer), wait_ms)
     except append.SnapshotMoved:
         return None
     if isinstance(applied, StoredAnswer):
@@ -103,15 +86,12 @@ async def write_on_snapshot(
 
 async def write_under_the_lock(
     conn: AsyncConnection,
-    command: Command,
-    claim: KeyClaim | None,
-    respond: Callable[[Outcome], R],
-    keep: Callable[[R], KeptAnswer],
+    write: Write[R],
     clock: Clock = system_clock,
     wait_ms: int = WAIT_FOR_FIRST_MS,
 ) -> Written[R] | StoredAnswer:
     """The key's claim, then the stream's lock and the decision, then the call, with COMMIT."""
-    user_id = command.context.user_id
+    user_id, claim = write.command.context.user_id, write.claim
     with append.refusals():
         async with conn.pipeline():
             async with conn.transaction():
@@ -121,13 +101,11 @@ async def write_under_the_lock(
                     stored = await append.claim_key(conn, user_id, claim, wait_ms)
                     if stored is not None:
                         return stored
-                locked = await decided.under_the_lock(conn, command, clock)
-                answer = respond(locked.outcome)
+                locked = await decided.under_the_lock(conn, write.command, clock)
+                answer = write.respond(locked.outcome)
                 if claim is None and not locked.outcome.events:
                     return Written(answer, [])
-                call = await append.send(
-                    conn, locked, claim, None if claim is None else keep(answer), wait_ms
-                )
+                call = await append.send(conn, locked, claim, write.kept(answer), wait_ms)
             # Committed: the call's answer came back with the COMMIT's.
             applied = await append.result(call, locked)
     if isinstance(applied, StoredAnswer):

@@ -3,19 +3,15 @@ transaction on the sync engine, run in a worker thread within the database's dea
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TypeVar
 
 from sqlalchemy import Engine
 
 from tasktrail.database import write_transaction
-from tasktrail.domain.commands import Command
 from tasktrail.storage.port import (
     Clock,
-    KeptAnswer,
-    KeyClaim,
-    Outcome,
     StoredAnswer,
+    Write,
     Written,
     system_clock,
 )
@@ -35,28 +31,16 @@ class SqliteWrites:
         self._deadline = deadline
         self._clock = clock
 
-    async def write(
-        self,
-        command: Command,
-        claim: KeyClaim | None,
-        respond: Callable[[Outcome], R],
-        keep: Callable[[R], KeptAnswer],
-    ) -> Written[R] | StoredAnswer:
-        return await in_worker_thread(self._deadline, self._write, command, claim, respond, keep)
+    async def write(self, write: Write[R]) -> Written[R] | StoredAnswer:
+        return await in_worker_thread(self._deadline, self._write, write)
 
-    def _write(
-        self,
-        command: Command,
-        claim: KeyClaim | None,
-        respond: Callable[[Outcome], R],
-        keep: Callable[[R], KeptAnswer],
-    ) -> Written[R] | StoredAnswer:
-        user_id = command.context.user_id
+    def _write(self, write: Write[R]) -> Written[R] | StoredAnswer:
+        user_id, claim = write.command.context.user_id, write.claim
         with write_transaction(self._engine) as conn:
             if claim is not None and (stored := claim_key(conn, user_id, claim)) is not None:
                 return stored
-            outcome = handle(conn, command, self._clock)
-            answer = respond(outcome)
+            outcome = handle(conn, write.command, self._clock)
+            answer = write.respond(outcome)
             if claim is not None:
-                record(conn, user_id, claim.key, keep(answer))
+                record(conn, user_id, claim.key, write.keep(answer))
         return Written(answer, outcome.events)
