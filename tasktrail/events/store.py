@@ -73,30 +73,10 @@ def read_task_stream(conn: Connection, user_id: str, task_id: str) -> list[Event
     return [event_from_row(row._mapping) for row in rows]
 
 
-def append(
-    conn: Connection,
-    head: StreamHead,
-    *,
-    task_id: str,
-    base_version: int,
-    new_events: Sequence[NewEvent],
-    now: datetime,
-    actor: str,
-    request_id: str | None,
-) -> list[Event]:
-    """Append events after `head` (held by `lock_user_stream`) and move the head past them."""
-    appended = linked(
-        head.hash,
-        numbered_events(
-            head,
-            task_id=task_id,
-            base_version=base_version,
-            new_events=new_events,
-            now=now,
-            actor=actor,
-            request_id=request_id,
-        ),
-    )
+def append(conn: Connection, head: StreamHead, numbered: Sequence[Event]) -> list[Event]:
+    """Append events numbered after `head` (held by `lock_user_stream`), linked into its chain
+    here, and move the head past them."""
+    appended = linked(head.hash, numbered)
     if not appended:
         return appended
     conn.execute(events.insert(), [event_row(event) for event in appended])

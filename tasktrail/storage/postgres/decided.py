@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from functools import reduce
 from typing import Any
 
 from psycopg.rows import dict_row, namedtuple_row
@@ -22,20 +21,19 @@ from sqlalchemy import bindparam, select
 
 from tasktrail.domain.chain import GENESIS_HASH
 from tasktrail.domain.commands import Command, CreateTask
-from tasktrail.domain.decide import decide
-from tasktrail.domain.evolve import evolve, fold
+from tasktrail.domain.evolve import fold
 from tasktrail.domain.state import TaskState
 from tasktrail.events.store import (
     StreamHead,
     event_columns,
     event_from_row,
     lock_statement,
-    numbered_events,
 )
 from tasktrail.pg_pool import AsyncConnection, compile_statement, in_scope
 from tasktrail.projections.snapshot import snapshot_statement, state_from_row
 from tasktrail.row_security import DatabaseScope
 from tasktrail.schema import events
+from tasktrail.storage.decision import decision
 from tasktrail.storage.port import Clock, Outcome, system_clock
 
 _SNAPSHOT = compile_statement(snapshot_statement())
@@ -103,23 +101,8 @@ async def under_the_lock(
 
 
 def _decided(command: Command, before: TaskState | None, head: StreamHead, clock: Clock) -> Decided:
-    new_events = decide(before, command)
-    if not new_events:
-        return Decided(command, before, Outcome(before, []))
-    context = command.context
-    numbered = numbered_events(
-        head,
-        task_id=command.task_id,
-        base_version=0 if before is None else before.version,
-        new_events=new_events,
-        now=clock(),  # after the lock, when there is one
-        actor=context.actor,
-        request_id=context.request_id,
-    )
-    after = reduce(evolve, numbered, before)
-    if after is None:
-        raise RuntimeError(f"events {numbered} fold to no task")  # decide never asks for that
-    return Decided(command, before, Outcome(after, numbered))
+    # The clock is read after the lock, when there is one.
+    return Decided(command, before, decision(command, before, head, clock()))
 
 
 def _task_of(command: Command) -> dict[str, Any]:

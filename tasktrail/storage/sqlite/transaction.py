@@ -11,16 +11,13 @@ lay down a history quickly, on the same tables.
 
 from __future__ import annotations
 
-from functools import reduce
-
 from sqlalchemy import Connection
 
 from tasktrail.domain.commands import Command, CreateTask
-from tasktrail.domain.decide import decide
-from tasktrail.domain.evolve import evolve
 from tasktrail.events.store import append, lock_user_stream
 from tasktrail.projections import inline
 from tasktrail.projections.snapshot import task_snapshot
+from tasktrail.storage.decision import decision
 from tasktrail.storage.port import Clock, Outcome, system_clock
 
 
@@ -37,22 +34,9 @@ def handle(conn: Connection, command: Command, clock: Clock = system_clock) -> O
         if isinstance(command, CreateTask)
         else task_snapshot(conn, context.user_id, command.task_id)
     )
-    new_events = decide(state, command)
-    if not new_events:
-        return Outcome(state, [])
-    appended = append(
-        conn,
-        head,
-        task_id=command.task_id,
-        base_version=0 if state is None else state.version,
-        new_events=new_events,
-        now=now,
-        actor=context.actor,
-        request_id=context.request_id,
-    )
-    after = reduce(evolve, appended, state)
-    if after is None:
-        raise RuntimeError(f"events {appended} fold to no task")  # decide never asks for that
-    outcome = Outcome(after, appended)
-    inline.apply(conn, after, outcome.document)
+    decided = decision(command, state, head, now)
+    if decided.state is None or not decided.events:
+        return decided
+    outcome = Outcome(decided.state, append(conn, head, decided.events))
+    inline.apply(conn, decided.state, outcome.document)
     return outcome
