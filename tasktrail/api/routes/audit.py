@@ -26,6 +26,7 @@ from tasktrail.api.contract.schemas import EventOut, VerifyOut
 from tasktrail.api.routes.compiled import CompiledRoute
 from tasktrail.api.routes.deps import Auditor, EngineDep
 from tasktrail.api.routes.query import (
+    MAX_POSITION,
     TIMESTAMP_SCHEMA,
     OnlyDeclaredParameters,
     query_problem,
@@ -136,7 +137,7 @@ async def search_events(
         Query(description="occurred_at before this instant", json_schema_extra=TIMESTAMP_SCHEMA),
     ] = None,
     after: Annotated[
-        int | None, Query(ge=0, le=2**63 - 1, description="a position: continue after it")
+        int | None, Query(ge=0, le=MAX_POSITION, description="a position: continue after it")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="page size (JSON only)")] = 100,
     accept: Annotated[str | None, Header(description=f"{NDJSON} streams the whole history")] = None,

@@ -19,6 +19,7 @@ from tasktrail.api.routes.compiled import CompiledRoute
 from tasktrail.api.routes.deps import StreamAuthenticated, require_own
 from tasktrail.api.routes.event_stream import event_stream_response
 from tasktrail.api.routes.query import (
+    MAX_POSITION,
     OwnTaskDep,
     declared_query_parameters,
     refuse_unknown_parameters,
@@ -30,7 +31,6 @@ from tasktrail.queries.feed import FeedPage, user_feed
 from tasktrail.queries.history import task_history
 
 router = APIRouter(tags=["events"], route_class=CompiledRoute)
-MAX_SEQ = 2**63 - 1
 
 
 @router.get(
@@ -100,7 +100,7 @@ async def read_user_feed(
     request: Request,
     user: Annotated[Principal, Depends(feed_reader)],
     after: Annotated[
-        int, Query(ge=0, le=MAX_SEQ, description="a seq; events after it are returned")
+        int, Query(ge=0, le=MAX_POSITION, description="a seq; events after it are returned")
     ] = 0,
     limit: Annotated[
         int, Query(ge=1, le=1000, description="page size (not with text/event-stream)")
@@ -134,7 +134,7 @@ async def read_user_feed(
 
 def _seq_of_last_event_id(value: str) -> int:
     text = value.strip()
-    if text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_SEQ:
+    if text.isascii() and text.isdigit() and len(text) <= 19 and int(text) <= MAX_POSITION:
         return int(text)
     raise Problem(
         422,
@@ -142,7 +142,7 @@ def _seq_of_last_event_id(value: str) -> int:
         errors=[
             {
                 "loc": ["header", "Last-Event-ID"],
-                "msg": f"must be an integer from 0 to {MAX_SEQ}",
+                "msg": f"must be an integer from 0 to {MAX_POSITION}",
                 "type": "value_error",
             }
         ],

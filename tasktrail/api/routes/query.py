@@ -49,6 +49,9 @@ OwnUser = Annotated[Principal, Depends(own_user)]
 OwnTaskDep = Annotated[OwnTask, Depends(own_task)]
 
 
+# The largest seq or position a query may name: PostgreSQL's bigint.
+MAX_POSITION = 2**63 - 1
+
 # The only parameters that may be given more than once (api.md, "Repeated parameters"), and
 # how many values one request may carry: a filter of thousands of tags is a query plan of
 # thousands of terms, paid for by everyone else the database serves.
