@@ -1,6 +1,6 @@
 """A list query as values, and its rules in plain Python: what matches, and in which order.
 
-The SQL in queries/tasks.py applies the same rules to the read model; time travel
+The SQL in queries/list_sql.py applies the same rules to the read model; time travel
 (queries/as_of.py) and a walk's snapshot apply them to states folded from the log. Tests hold the
 two to the same answers.
 """

@@ -12,6 +12,11 @@ reprioritised meanwhile. Case folding (`title`, `q`, `tag`) uses the
 `*_folded` columns that the projector fills with Python's `str.casefold()`, so both engines
 compare exactly the same text.
 
+Which rows a list selects, their order and where a later page resumes are `queries.list_sql`'s
+conditions, with every value a bind parameter; PostgreSQL's one-statement list
+(`queries.hot_list`) is built from the same ones. `list_tasks` builds its statements once per
+shape of query and engine and reuses them, so a request only supplies the parameters.
+
 What is sent is what the projector stored: each task's JSON document (`tasks.body`) and ETag.
 A read selects the columns that place a task and the document, and builds nothing per task.
 """
@@ -21,23 +26,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    Dialect,
-    and_,
-    exists,
-    func,
-    literal,
-    or_,
-    select,
-    tuple_,
-    type_coerce,
-)
-from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.sql.elements import KeyedColumnElement
+from sqlalchemy import Connection, Dialect, Result, Select, bindparam, func, select, type_coerce
+from sqlalchemy.sql.elements import ColumnElement, KeyedColumnElement
 from sqlalchemy.types import NullType
 
 from tasktrail.domain.document import TaskDocument
@@ -48,22 +41,20 @@ from tasktrail.events.store import event_columns, event_from_row
 from tasktrail.queries.list_query import (
     KeysetPosition,
     ListTasks,
-    Sort,
-    SortField,
-    StatusFilter,
     compare_positions,
     sort_value,
     walk_order,
 )
+from tasktrail.queries.list_sql import (
+    SORT_COLUMNS,
+    ListShape,
+    after,
+    filters,
+    shape_of,
+    values,
+    walk_order_by,
+)
 from tasktrail.schema import events, tasks, user_streams
-
-SORT_COLUMNS: dict[SortField, KeyedColumnElement[Any]] = {
-    SortField.CREATED: tasks.c.created_at,
-    SortField.UPDATED: tasks.c.updated_at,
-    SortField.TITLE: tasks.c.title_folded,
-    SortField.DUE: tasks.c.due_at,
-    SortField.PRIORITY: tasks.c.priority,
-}
 
 
 def get_task(conn: Connection, user_id: str, task_id: str) -> TaskDocument | None:
@@ -96,20 +87,13 @@ def list_tasks(conn: Connection, query: ListTasks) -> DocumentPage:
     snapshot = query.snapshot_seq
     if snapshot is None:
         snapshot = _current_seq(conn, query.user_id)  # read before the rows: see the docstring
-    filters = _filters(conn, query)
-    column = SORT_COLUMNS[query.sort.field]
-    # Tasks unchanged since the snapshot: their current key is their key in the walk. What
-    # places a task (its key and id) and what is sent (its document) is all that is read.
-    unchanged = select(as_read(column), as_read(tasks.c.id), tasks.c.body).where(
-        *filters, tasks.c.last_seq <= snapshot
-    )
-    if query.after is not None:
-        unchanged = unchanged.where(_after(column, query.sort, query.after))
-    # One row more than asked tells whether another page follows.
-    rows = conn.execute(unchanged.order_by(*walk_order_by(query.sort)).limit(query.limit + 1)).all()
-    place = placer(conn.dialect, column)
-    changed = _changed_since(conn, query, filters, column, snapshot)
-    total = conn.execute(select(func.count()).select_from(tasks).where(*filters)).scalar_one()
+    statements = _statements(shape_of(query), conn.dialect.name)
+    parameters = values(query)
+    parameters["snapshot"] = snapshot
+    rows = conn.execute(statements.unchanged, parameters).all()
+    place = placer(conn.dialect, SORT_COLUMNS[query.sort.field])
+    changed = _changed_since(conn, query, conn.execute(statements.changed, parameters), snapshot)
+    total = conn.execute(statements.total, parameters).scalar_one()
     if changed:
         walk = _merged([(place(row), row[2]) for row in rows], changed, query)
         bodies = [body for _, body in walk[: query.limit]]
@@ -120,17 +104,45 @@ def list_tasks(conn: Connection, query: ListTasks) -> DocumentPage:
     return DocumentPage(",".join(bodies), total, next_position=ends_page, snapshot_seq=snapshot)
 
 
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """`list_tasks`'s statements for one shape of query, with `queries.list_sql`'s parameters
+    and `snapshot`, the walk's snapshot."""
+
+    # Tasks unchanged since the snapshot, from where the page resumes, one row more than the
+    # page shows: their current key is their key in the walk. What places a task (its key and
+    # id) and what is sent (its document) is all that is read.
+    unchanged: Select[Any, Any, str]
+    # Every matching task changed since the snapshot, wherever it stands in the walk: its key
+    # as of the snapshot decides that.
+    changed: Select[Any, uuid.UUID, str]
+    total: Select[int]
+
+
+@lru_cache(maxsize=256)
+def _statements(shape: ListShape, dialect_name: str) -> _Statements:
+    """The statements of one shape of query on one engine, built on its first request: the
+    statement objects are reused, so SQLAlchemy finds their compiled form in its cache without
+    building them or their cache key again."""
+    conditions = filters(shape, dialect_name)
+    column = SORT_COLUMNS[shape.sort.field]
+    snapshot = bindparam("snapshot", type_=tasks.c.last_seq.type)
+    unchanged = select(as_read(column), as_read(tasks.c.id), tasks.c.body).where(
+        *conditions, tasks.c.last_seq <= snapshot
+    )
+    if shape.resume != "start":
+        unchanged = unchanged.where(after(shape))
+    return _Statements(
+        unchanged=unchanged.order_by(*walk_order_by(shape.sort)).limit(bindparam("limit")),
+        changed=select(column, tasks.c.id, tasks.c.body).where(
+            *conditions, tasks.c.last_seq > snapshot
+        ),
+        total=select(func.count()).select_from(tasks).where(*conditions),
+    )
+
+
 # A task in the walk: where it stands, and its document.
 _Placed = tuple[KeysetPosition, str]
-
-
-def walk_order_by(sort: Sort) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
-    """The walk's order in SQL: the sort key, then the id in the same direction."""
-    column = SORT_COLUMNS[sort.field]
-    key = column.desc() if sort.descending else column.asc()
-    if sort.field is SortField.DUE:
-        key = key.nulls_last()  # tasks without a due date come last in both directions
-    return key, tasks.c.id.desc() if sort.descending else tasks.c.id.asc()
 
 
 def as_read(column: KeyedColumnElement[Any]) -> ColumnElement[Any]:
@@ -180,19 +192,14 @@ def _current_seq(conn: Connection, user_id: str) -> int:
 
 
 def _changed_since(
-    conn: Connection,
-    query: ListTasks,
-    filters: list[ColumnElement[bool]],
-    column: KeyedColumnElement[Any],
-    snapshot: int,
+    conn: Connection, query: ListTasks, result: Result[Any, uuid.UUID, str], snapshot: int
 ) -> list[_Placed]:
-    """Matching tasks changed after the snapshot, placed by their key as of the snapshot.
+    """The matching tasks changed after the snapshot (`result`) that follow where the page
+    resumes, placed by their key as of the snapshot.
 
     Usually none or a few: only what the user changed while walking.
     """
-    rows = conn.execute(
-        select(column, tasks.c.id, tasks.c.body).where(*filters, tasks.c.last_seq > snapshot)
-    ).all()
+    rows = result.all()
     if not rows:
         return []
     then = _states_at(conn, query.user_id, [row.id for row in rows], snapshot)
@@ -222,54 +229,3 @@ def _states_at(
         streams.setdefault(event.task_id, []).append(event)
     states = {task_id: fold(stream) for task_id, stream in streams.items()}
     return {task_id: state for task_id, state in states.items() if state is not None}
-
-
-def _after(
-    column: KeyedColumnElement[Any], sort: Sort, position: KeysetPosition
-) -> ColumnElement[bool]:
-    """The rows that follow `position` in the sort order (ties broken by id, same direction)."""
-    task_id = literal(uuid.UUID(position.task_id), tasks.c.id.type)
-    id_follows = tasks.c.id < task_id if sort.descending else tasks.c.id > task_id
-    if position.value is None:  # only `due` has nulls: the last group, ordered by id
-        return and_(column.is_(None), id_follows)
-    value = literal(position.value, column.type)
-    # A row-value comparison, which both engines answer from the (user_id, key, id) index.
-    pair = tuple_(column, tasks.c.id)
-    follows = pair < tuple_(value, task_id) if sort.descending else pair > tuple_(value, task_id)
-    if sort.field is SortField.DUE:
-        return or_(follows, column.is_(None))
-    return follows
-
-
-def _filters(conn: Connection, query: ListTasks) -> list[ColumnElement[bool]]:
-    filters: list[ColumnElement[bool]] = [tasks.c.user_id == query.user_id]
-    if query.status is StatusFilter.DELETED:
-        filters.append(tasks.c.deleted_at.is_not(None))
-    else:
-        filters.append(tasks.c.deleted_at.is_(None))
-    if query.status is StatusFilter.PENDING:
-        filters.append(tasks.c.completed.is_(False))
-    elif query.status is StatusFilter.COMPLETED:
-        filters.append(tasks.c.completed.is_(True))
-    if query.q:
-        needle = query.q.casefold()
-        filters.append(
-            or_(
-                tasks.c.title_folded.contains(needle, autoescape=True),
-                tasks.c.description_folded.contains(needle, autoescape=True),
-            )
-        )
-    filters.extend(_has_tag(conn, tag.casefold()) for tag in query.tags)
-    if query.due_after is not None:
-        filters.append(tasks.c.due_at >= query.due_after)  # inclusive
-    if query.due_before is not None:
-        filters.append(tasks.c.due_at < query.due_before)  # exclusive
-    return filters
-
-
-def _has_tag(conn: Connection, folded_tag: str) -> ColumnElement[bool]:
-    if conn.dialect.name == "postgresql":
-        # jsonb containment, checked on the user's own rows that the user_id index found.
-        return tasks.c.tags_folded.op("@>")(literal([folded_tag], JSONB))
-    elements = func.json_each(tasks.c.tags_folded).table_valued("value")
-    return exists(select(1).select_from(elements).where(elements.c.value == folded_tag))
