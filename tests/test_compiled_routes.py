@@ -14,13 +14,16 @@ from typing import Any
 
 import orjson
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, params
+from fastapi._compat import field_annotation_is_sequence
+from fastapi.dependencies.utils import get_flat_params
 from fastapi.routing import request_response
 from fastapi.testclient import TestClient
 from starlette.routing import Match
 
 from tasktrail.api.http.fair_share import FairShare
 from tasktrail.api.routes.compiled import CompiledRoute, Handler
+from tasktrail.api.routes.query import REPEATABLE_PARAMETERS
 from tasktrail.api.services import services_of_app
 from tests.audit_helpers import auditor, settle
 from tests.conftest import Api, new_user_id
@@ -228,3 +231,16 @@ def test_every_route_of_the_app_is_compiled(app: FastAPI) -> None:
     }
     assert "GET /api/{user_id}/tasks" in documented
     assert documented <= set(compiled_routes(app))
+
+
+def test_the_repeatable_parameters_are_the_ones_declared_as_lists(app: FastAPI) -> None:
+    """api.md's rule (only `tag` and the audit `type` repeat), which a 422 states, is what the
+    routes declare: a list parameter added or removed shows here."""
+    declared_as_lists = {
+        field.alias
+        for route in compiled_routes(app).values()
+        for field in get_flat_params(route.dependant)
+        if isinstance(field.field_info, params.Query)
+        and field_annotation_is_sequence(field.field_info.annotation)
+    }
+    assert declared_as_lists == REPEATABLE_PARAMETERS

@@ -21,6 +21,12 @@ if TYPE_CHECKING:
     from _typeshed import SupportsAllComparisons
 
 
+# A page of any listing (tasks, a feed, an audit search): this many items unless asked, and at
+# most this many.
+PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+
+
 class StatusFilter(StrEnum):
     ALL = "all"
     PENDING = "pending"
@@ -59,7 +65,7 @@ class ListTasks:
     tags: tuple[str, ...] = ()
     due_before: datetime | None = None
     due_after: datetime | None = None
-    limit: int = 100
+    limit: int = PAGE_SIZE
     after: KeysetPosition | None = None
     # The user's seq when the walk began; None on a first page, which takes the current one.
     snapshot_seq: int | None = None

@@ -20,7 +20,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import jwt
 
-USER_ID_PATTERN = re.compile(r"[A-Za-z0-9._@:-]{1,128}")
+from tasktrail.schema import USER_ID_LENGTH
+
+USER_ID_PATTERN = re.compile(rf"[A-Za-z0-9._@:-]{{1,{USER_ID_LENGTH}}}")
 RESERVED_USER_IDS = frozenset({"audit", ".", ".."})
 AUDITOR_ROLE = "auditor"
 # Tokens kept verified per process: a few MB at most, and more distinct live tokens than one

@@ -1,13 +1,17 @@
-"""OpenAPI fragments for what the routes declare by hand (bodies read raw, problem responses)."""
+"""OpenAPI fragments the routes declare with (their success headers, bodies read raw, problem
+responses), and what every operation shares (finish_document)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from tasktrail.api.contract.limits import MAX_BODY_BYTES, REQUEST_ID_MAX_LENGTH
 from tasktrail.api.contract.problems import PROBLEM_JSON
 from tasktrail.api.contract.schemas import ProblemOut
+from tasktrail.settings import Settings
 
 _PROBLEM_SCHEMA = {"$ref": "#/components/schemas/ProblemOut"}
 
@@ -16,10 +20,11 @@ _MEANINGS = {
     401: "No token, a malformed header, or a token that fails a check",
     403: "The token's user is not the path's user",
     404: "No such task for this user (or deleted), or a task id that is not a UUID",
-    408: "The body did not arrive within the body timeout (TASKTRAIL_BODY_TIMEOUT, 30 s)",
+    408: "The body did not arrive within the body timeout (TASKTRAIL_BODY_TIMEOUT, "
+    f"{Settings.model_fields['body_timeout'].default:g} s)",
     409: "An Idempotency-Key still being processed; for restore, a task that is not deleted",
     412: "If-Match does not hold the task's current ETag",
-    413: "The body is over 64 KiB",
+    413: f"The body is over {MAX_BODY_BYTES // 1024} KiB",
     415: "The body is not sent as JSON",
     422: "The body, a parameter or a header fails validation",
     429: "This user has too many requests in line or live streams open, or is over the rate "
@@ -41,6 +46,17 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return documented
 
 
+def answered(
+    status: int, *headers: str, content: dict[str, Any] | None = None
+) -> dict[int | str, dict[str, Any]]:
+    """A route's success answer, for its `responses`: the headers it carries (names of
+    `_HEADERS`) and, when it has more than the JSON of its model, its media types."""
+    documented: dict[str, Any] = {"headers": {name: _HEADERS[name] for name in headers}}
+    if content is not None:
+        documented["content"] = content
+    return {status: documented}
+
+
 def _header(description: str, schema_type: str = "string") -> dict[str, Any]:
     return {"description": description, "schema": {"type": schema_type}}
 
@@ -53,19 +69,6 @@ _HEADERS = {
     "Idempotent-Replayed": _header("true when this is the stored answer of an earlier request"),
 }
 
-# The success headers of each operation, by (path, method).
-_SUCCESS_HEADERS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("/api/{user_id}/tasks", "post"): ("ETag", "Location", "Idempotent-Replayed"),
-    ("/api/{user_id}/tasks", "get"): ("Link", "X-Total-Count"),
-    ("/api/{user_id}/tasks/{task_id}", "get"): ("ETag",),
-    ("/api/{user_id}/tasks/{task_id}", "put"): ("ETag", "Idempotent-Replayed"),
-    ("/api/{user_id}/tasks/{task_id}", "patch"): ("ETag", "Idempotent-Replayed"),
-    ("/api/{user_id}/tasks/{task_id}", "delete"): ("Idempotent-Replayed",),
-    ("/api/{user_id}/tasks/{task_id}/complete", "patch"): ("ETag", "Idempotent-Replayed"),
-    ("/api/{user_id}/tasks/{task_id}/restore", "post"): ("ETag", "Idempotent-Replayed"),
-    ("/api/{user_id}/events", "get"): ("Link",),
-}
-
 _RATE_LIMIT_FIELDS = {
     "RateLimit-Limit": "the limit that was reached (requests at once, or the burst)",
     "RateLimit-Remaining": "what is left of it now",
@@ -76,7 +79,8 @@ _REQUEST_ID_PARAMETER = {
     "name": "X-Request-ID",
     "in": "header",
     "required": False,
-    "description": "kept when 1 to 128 of A-Z a-z 0-9 . _ -, else replaced by a new UUID; "
+    "description": f"kept when 1 to {REQUEST_ID_MAX_LENGTH} of A-Z a-z 0-9 . _ -, else replaced "
+    "by a new UUID; "
     "every response carries it, and so do the logs",
     "schema": {"type": "string"},
 }
@@ -103,7 +107,7 @@ def finish_document(document: dict[str, Any]) -> None:
         ref_template="#/components/schemas/{model}"
     )
     for path, operations in document["paths"].items():
-        for method, operation in operations.items():
+        for operation in operations.values():
             for parameter in operation.get("parameters", []):
                 parameter["schema"] = _without_null(parameter["schema"])
             operation.setdefault("parameters", []).append(_REQUEST_ID_PARAMETER)
@@ -123,8 +127,10 @@ def finish_document(document: dict[str, Any]) -> None:
                     "content": {PROBLEM_JSON: {"schema": _PROBLEM_SCHEMA}},
                 }
             for status, response in responses.items():
-                headers = response.setdefault("headers", {})
-                headers["X-Request-ID"] = _header("the request's id, as in the logs")
+                # The request id first, then what the route declares (`answered`).
+                headers = {"X-Request-ID": _header("the request's id, as in the logs")}
+                headers.update(response.get("headers", {}))
+                response["headers"] = headers
                 if status == "401":
                     headers["WWW-Authenticate"] = _header('Bearer error="invalid_token"')
                 elif status in ("429", "503"):
@@ -134,15 +140,35 @@ def finish_document(document: dict[str, Any]) -> None:
                             headers[name] = _header(_RATE_LIMIT_FIELDS[name], "integer")
                 elif status == "304":
                     headers["ETag"] = _HEADERS["ETag"]
-                elif status.startswith("2"):
-                    for name in _SUCCESS_HEADERS.get((path, method), ()):
-                        headers[name] = _HEADERS[name]
+
+
+# The requestBody of each dependency that reads a body itself, by the dependency: a route that
+# depends on one documents its body from here (CompiledRoute), so the model is named once.
+_BODY_READERS: dict[Callable[..., Any], dict[str, Any]] = {}
+
+Reader = TypeVar("Reader", bound=Callable[..., Any])
+
+
+def reads_body(document: dict[str, Any]) -> Callable[[Reader], Reader]:
+    """Mark a dependency as the reader of its route's body, documented as `document` (from
+    `json_request_body`)."""
+
+    def mark(reader: Reader) -> Reader:
+        _BODY_READERS[reader] = document
+        return reader
+
+    return mark
+
+
+def documented_body(reader: Callable[..., Any]) -> dict[str, Any] | None:
+    """The requestBody `reader` was marked with; None for a dependency that reads no body."""
+    return _BODY_READERS.get(reader)
 
 
 def json_request_body(
     model: type[BaseModel], *, required: bool = True, merge_patch: bool = False
 ) -> dict[str, Any]:
-    """The requestBody of a route that reads its JSON body itself (for the 64 KiB limit and
+    """The requestBody of a route that reads its JSON body itself (for the body's size limit and
     pydantic's strict JSON mode)."""
     schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     content = {"application/json": {"schema": schema}}

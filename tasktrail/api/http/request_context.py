@@ -14,11 +14,12 @@ from typing import Any
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tasktrail.api.contract.limits import REQUEST_ID_MAX_LENGTH
 from tasktrail.api.contract.problems import Problem, problem_response
 from tasktrail.api.http.fair_share import FairShare
 from tasktrail.api.http.metrics import Metrics
 
-_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+_SANE_REQUEST_ID = re.compile(rf"^[A-Za-z0-9._-]{{1,{REQUEST_ID_MAX_LENGTH}}}$")
 _log = structlog.get_logger("tasktrail.request")
 
 

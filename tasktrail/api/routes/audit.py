@@ -44,6 +44,8 @@ from tasktrail.queries.audit import (
     audit_page,
     verify_user,
 )
+from tasktrail.queries.list_query import MAX_PAGE_SIZE, PAGE_SIZE
+from tasktrail.schema import USER_ID_LENGTH
 
 router = APIRouter(tags=["audit"], route_class=CompiledRoute)
 
@@ -71,7 +73,7 @@ async def verify_chain_of_user(
         # No chain can belong to it; and text with a NUL byte cannot even be sent to PostgreSQL.
         raise Problem(
             422,
-            "Fix the path: the user id is 1 to 128 of A-Z a-z 0-9 . _ - @ :.",
+            f"Fix the path: the user id is 1 to {USER_ID_LENGTH} of A-Z a-z 0-9 . _ - @ :.",
             errors=[{"loc": ["path", "user_id"], "msg": "not a user id", "type": "value_error"}],
         )
     expected = None
@@ -139,7 +141,9 @@ async def search_events(
     after: Annotated[
         int | None, Query(ge=0, le=MAX_POSITION, description="a position: continue after it")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000, description="page size (JSON only)")] = 100,
+    limit: Annotated[
+        int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size (JSON only)")
+    ] = PAGE_SIZE,
     accept: Annotated[str | None, Header(description=f"{NDJSON} streams the whole history")] = None,
 ) -> Response:
     if task_id is not None:
@@ -148,7 +152,9 @@ async def search_events(
         except ValueError:
             raise query_problem("task_id", "it must be a task id (a UUID)") from None
     search = AuditFilter(
-        user_id=None if user_id is None else query_text("user_id", user_id, max_length=128),
+        user_id=None
+        if user_id is None
+        else query_text("user_id", user_id, max_length=USER_ID_LENGTH),
         task_id=task_id,
         types=tuple(kind.value for kind in type or ()),
         since=query_timestamp("since", since),

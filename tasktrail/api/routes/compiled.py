@@ -45,6 +45,8 @@ from pydantic import Json
 from starlette.requests import Request
 from starlette.responses import Response
 
+from tasktrail.api.contract.openapi import documented_body
+
 # A request's keyword arguments for the endpoint, or None: hand the request to FastAPI.
 Reader = Callable[[Request], Awaitable[dict[str, Any] | None]]
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
@@ -248,6 +250,11 @@ class CompiledRoute(APIRoute):
         super().__init__(*args, **kwargs)
         # The query parameters the route accepts (api/routes/query.py refuses any other).
         self.query_parameters = query_parameters_of(self.dependant)
+        # A body read by a dependency of its own is documented by that dependency's mark.
+        for dependant in _every_dependant(self.dependant):
+            body = None if dependant.call is None else documented_body(dependant.call)
+            if body is not None:
+                self.openapi_extra = {**body, **(self.openapi_extra or {})}
 
     def get_route_handler(self) -> Handler:
         resolved = super().get_route_handler()
@@ -282,6 +289,13 @@ class CompiledRoute(APIRoute):
     def is_compiled(self) -> bool:
         """Served by its compiled reader, not by FastAPI's walk."""
         return self.reader is not None
+
+
+def _every_dependant(dependant: Dependant) -> list[Dependant]:
+    found = [dependant]
+    for sub in dependant.dependencies:
+        found.extend(_every_dependant(sub))
+    return found
 
 
 def query_parameters_of(dependant: Dependant) -> tuple[str, ...]:

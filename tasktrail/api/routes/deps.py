@@ -12,14 +12,15 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
-import anyio
 from fastapi import Depends, Header, Request
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import Engine
 
 from tasktrail.api.auth.tokens import AuthenticationError, Principal, UnknownKeyId
+from tasktrail.api.contract.openapi import json_request_body, reads_body
 from tasktrail.api.contract.problems import MAX_ERRORS, Problem, task_not_found
+from tasktrail.api.http.bodies import read_body, require_json_content_type
 from tasktrail.api.http.media_types import wants_event_stream
 from tasktrail.api.services import services
 from tasktrail.domain.commands import ExpectedVersions
@@ -27,7 +28,6 @@ from tasktrail.row_security import scope_to_audit, scope_to_user
 
 M = TypeVar("M", bound=BaseModel)
 
-MAX_BODY_BYTES = 64 * 1024
 _WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
 _ENTITY_TAG = re.compile(r'\s*(W/)?"([^"]*)"\s*')
 _VERSION_TAG = re.compile(r"[1-9][0-9]{0,17}")  # a version: 1 to 10^18 - 1, as str(int) spells it
@@ -202,62 +202,16 @@ def expected_versions_of(header: str | None) -> ExpectedVersions:
     )
 
 
-def _is_json(content_type: str | None) -> bool:
-    if content_type is None:
-        return False
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    return media_type == "application/json" or (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    )
+def json_body(model: type[M], *, merge_patch: bool = False) -> Callable[[Request], Awaitable[M]]:
+    """A dependency that reads and validates a JSON body of this model; the route's document
+    takes its requestBody from it."""
 
-
-async def read_body(request: Request) -> bytes:
-    """The body, cut off past 64 KiB while it is read: a huge upload is never held whole.
-
-    A client that takes longer than TASKTRAIL_BODY_TIMEOUT to send it is cut off too (408), so a
-    trickle of bytes cannot keep a request open forever.
-    """
-    seconds = services(request).settings.body_timeout
-    too_large = Problem(413, f"The body is over {MAX_BODY_BYTES // 1024} KiB; send a smaller one.")
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise too_large
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        with anyio.fail_after(seconds):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > MAX_BODY_BYTES:
-                    raise too_large
-                chunks.append(chunk)
-    except TimeoutError:
-        raise Problem(
-            408,
-            f"The body did not arrive within {seconds:g} seconds; send it at once.",
-            headers={"Connection": "close"},
-        ) from None
-    body = b"".join(chunks)
-    request.state.raw_body = body  # the idempotency fingerprint covers the body as sent
-    return body
-
-
-def require_json_content_type(request: Request) -> None:
-    content_type = request.headers.get("content-type")
-    if not _is_json(content_type):
-        raise Problem(
-            415,
-            "Send the body as JSON with Content-Type: application/json"
-            + (f" (got {content_type!r})." if content_type else "."),
-        )
-
-
-def json_body(model: type[M]) -> Callable[[Request], Awaitable[M]]:
-    """A dependency that reads and validates a JSON body of this model."""
-
+    @reads_body(json_request_body(model, merge_patch=merge_patch))
     async def dependency(request: Request) -> M:
         require_json_content_type(request)
-        return validate_json(model, await read_body(request))
+        return validate_json(
+            model, await read_body(request, services(request).settings.body_timeout)
+        )
 
     return dependency
 

@@ -10,7 +10,7 @@ from starlette.responses import Response
 
 from tasktrail.api.auth.tokens import Principal
 from tasktrail.api.blocking import in_thread
-from tasktrail.api.contract.openapi import problems
+from tasktrail.api.contract.openapi import answered, problems
 from tasktrail.api.contract.problems import Problem, task_not_found
 from tasktrail.api.contract.representation import events_response, next_page_link
 from tasktrail.api.contract.schemas import EventOut
@@ -29,6 +29,8 @@ from tasktrail.database import read_connection
 from tasktrail.domain.events import Event
 from tasktrail.queries.feed import FeedPage, user_feed
 from tasktrail.queries.history import task_history
+from tasktrail.queries.list_query import MAX_PAGE_SIZE, PAGE_SIZE
+from tasktrail.settings import Settings
 
 router = APIRouter(tags=["events"], route_class=CompiledRoute)
 
@@ -52,21 +54,23 @@ def _history(engine: Engine, user_id: str, task_id: str) -> list[Event]:
         return task_history(conn, user_id, task_id)
 
 
-FEED_DESCRIPTION = """\
+_HEARTBEAT = Settings.model_fields["sse_heartbeat_seconds"].default
+_STREAMS = Settings.model_fields["sse_streams_per_user"].default
+FEED_DESCRIPTION = f"""\
 Every event of the user in `seq` order (1, 2, 3... without gaps). Page with `after` (the last `seq`
 seen) or follow the `Link: rel="next"` header.
 
 With `Accept: text/event-stream` it is a live Server-Sent Events stream: the events after `after`
 (or after the `Last-Event-ID` header, which wins), then each new event as it commits. Each message
 has `id:` the event's `seq`, `event:` its type and `data:` the event as this feed serves it. A
-comment (`: heartbeat`) comes every 15 seconds of silence. A browser's `EventSource`, which cannot
+comment (`: heartbeat`) comes every {_HEARTBEAT:g} seconds of silence. A browser's `EventSource`, which cannot
 send headers, may give the token as `access_token` (this route only, and for the stream only).
 The stream lives no longer than its token: it ends when the token expires (at its `exp` plus the
 leeway, `TASKTRAIL_JWT_LEEWAY`), sending nothing written after that, or as soon as its key is
 withdrawn from the JWK set; the old token then gets 401. Open a new stream with a fresh token and
 `after` (or `Last-Event-ID`) set to the last `id` received: nothing is missed.
 Each user may hold a few streams at once per server process (`TASKTRAIL_SSE_STREAMS_PER_USER`,
-5): past that, 429 with `Retry-After`.
+{_STREAMS}): past that, 429 with `Retry-After`.
 """
 
 
@@ -87,12 +91,11 @@ async def feed_reader(request: Request, principal: StreamAuthenticated, user_id:
     summary="The user's change feed, oldest first; live with Accept: text/event-stream",
     description=FEED_DESCRIPTION,
     responses={
-        200: {
-            "content": {
-                "application/json": {},
-                EVENT_STREAM: {"schema": {"type": "string"}},
-            }
-        },
+        **answered(
+            200,
+            "Link",
+            content={"application/json": {}, EVENT_STREAM: {"schema": {"type": "string"}}},
+        ),
         **problems(401, 403, 422, 429, 503),
     },
 )
@@ -103,8 +106,8 @@ async def read_user_feed(
         int, Query(ge=0, le=MAX_POSITION, description="a seq; events after it are returned")
     ] = 0,
     limit: Annotated[
-        int, Query(ge=1, le=1000, description="page size (not with text/event-stream)")
-    ] = 100,
+        int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size (not with text/event-stream)")
+    ] = PAGE_SIZE,
     last_event_id: Annotated[
         str | None,
         Header(

@@ -132,10 +132,14 @@ def query_problem(name: str, message: str) -> Problem:
     )
 
 
-def query_text(name: str, value: str, *, max_length: int, allow_empty: bool = False) -> str:
+def query_text(
+    name: str, value: str, *, max_length: int | None = None, allow_empty: bool = False
+) -> str:
+    """Text a query may carry: not empty (unless allowed), at most `max_length` characters
+    (when its declaration does not bound it already), no U+0000."""
     if not value and not allow_empty:
         raise query_problem(name, "it must not be empty")
-    if len(value) > max_length:
+    if max_length is not None and len(value) > max_length:
         raise query_problem(name, f"it must be at most {max_length} characters")
     if "\x00" in value:
         raise query_problem(name, "it must not contain U+0000 (NUL)")

@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 from starlette.responses import Response
 
 from tasktrail.api.blocking import in_thread
-from tasktrail.api.contract.openapi import problems
+from tasktrail.api.contract.openapi import answered, problems
 from tasktrail.api.contract.representation import next_page_link, task_list_response
 from tasktrail.api.contract.schemas import TAG_MAX, TaskOut
 from tasktrail.api.routes.compiled import CompiledRoute
@@ -29,7 +29,15 @@ from tasktrail.database import read_connection
 from tasktrail.queries.as_of import list_as_of
 from tasktrail.queries.cursor import Cursor, decode_cursor, encode_cursor, fingerprint
 from tasktrail.queries.hot_list import list_documents
-from tasktrail.queries.list_query import KeysetPosition, ListTasks, Sort, SortField, StatusFilter
+from tasktrail.queries.list_query import (
+    MAX_PAGE_SIZE,
+    PAGE_SIZE,
+    KeysetPosition,
+    ListTasks,
+    Sort,
+    SortField,
+    StatusFilter,
+)
 from tasktrail.queries.tasks import DocumentPage, list_tasks
 
 router = APIRouter(tags=["tasks"], route_class=CompiledRoute)
@@ -50,7 +58,7 @@ _Q_MAX = 200  # the longest search text
     "began with: a task edited between pages keeps its place (its body is current), so a task "
     "that exists and matches throughout is seen exactly once; a task deleted meanwhile is gone, "
     "one created meanwhile appears if it sorts after the cursor.",
-    responses=problems(401, 403, 422, 503),
+    responses={**answered(200, "Link", "X-Total-Count"), **problems(401, 403, 422, 503)},
 )
 async def list_user_tasks(
     request: Request,
@@ -64,7 +72,7 @@ async def list_user_tasks(
         Query(
             description=f"one of {_SORTS}; ties are broken by id in the same direction; "
             "tasks without due_at come last for due and -due",
-            pattern=r"^-?(created|updated|title|due|priority)$",
+            pattern=rf"^-?({'|'.join(SortField)})$",
         ),
     ] = "-created",
     q: Annotated[
@@ -99,7 +107,7 @@ async def list_user_tasks(
             json_schema_extra=TIMESTAMP_SCHEMA,
         ),
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=1000, description="page size")] = 100,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="page size")] = PAGE_SIZE,
     cursor: Annotated[str | None, Query(description="opaque; take it from the Link header")] = None,
     as_of: Annotated[
         str | None, Query(description=AS_OF_DESCRIPTION, json_schema_extra=TIMESTAMP_SCHEMA)
@@ -115,7 +123,7 @@ async def list_user_tasks(
         user_id=user.user_id,
         status=status,
         sort=parsed_sort,
-        q=None if q is None else query_text("q", q, max_length=_Q_MAX, allow_empty=True),
+        q=None if q is None else query_text("q", q, allow_empty=True),
         tags=tags,
         due_before=query_timestamp("due_before", due_before),
         due_after=query_timestamp("due_after", due_after),

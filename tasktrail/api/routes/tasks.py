@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 from starlette.responses import Response
 
 from tasktrail.api.blocking import in_thread
-from tasktrail.api.contract.openapi import json_request_body, problems
+from tasktrail.api.contract.openapi import answered, json_request_body, problems, reads_body
 from tasktrail.api.contract.problems import Problem, task_not_found
 from tasktrail.api.contract.representation import task_response
 from tasktrail.api.contract.schemas import (
@@ -25,14 +25,9 @@ from tasktrail.api.contract.schemas import (
     TaskPatch,
     TaskReplace,
 )
+from tasktrail.api.http.bodies import read_body, require_json_content_type
 from tasktrail.api.routes.compiled import CompiledRoute
-from tasktrail.api.routes.deps import (
-    json_body,
-    parse_entity_tags,
-    read_body,
-    require_json_content_type,
-    validate_json,
-)
+from tasktrail.api.routes.deps import json_body, parse_entity_tags, validate_json
 from tasktrail.api.routes.query import (
     AS_OF_DESCRIPTION,
     TIMESTAMP_SCHEMA,
@@ -70,6 +65,8 @@ router = APIRouter(tags=["tasks"], route_class=CompiledRoute)
 TASKS = "/api/{user_id}/tasks"
 TASK = "/api/{user_id}/tasks/{task_id}"
 _WRITE_PROBLEMS = (401, 403, 404, 408, 409, 412, 413, 415, 422, 503)
+# A write that answers the task it left: its ETag, and whether a key replayed it.
+_A_TASK_WRITTEN = answered(200, "ETag", "Idempotent-Replayed")
 
 
 def task_location(task: TaskState) -> str:
@@ -84,8 +81,10 @@ _create_body = json_body(TaskCreate)
     status_code=201,
     response_model=TaskOut,
     summary="Create a task",
-    responses=problems(401, 403, 408, 409, 413, 415, 422, 503),
-    openapi_extra=json_request_body(TaskCreate),
+    responses={
+        **answered(201, "ETag", "Location", "Idempotent-Replayed"),
+        **problems(401, 403, 408, 409, 413, 415, 422, 503),
+    },
 )
 async def create_task(
     request: Request,
@@ -110,7 +109,7 @@ async def create_task(
     TASK,
     response_model=TaskOut,
     summary="Read one live task (or as it was at as_of)",
-    responses=problems(304, 401, 403, 404, 422, 503),
+    responses={**answered(200, "ETag"), **problems(304, 401, 403, 404, 422, 503)},
 )
 async def read_task(
     request: Request,
@@ -170,8 +169,7 @@ def _not_modified(header: str | None, document: TaskDocument) -> bool:
     TASK,
     response_model=TaskOut,
     summary="Replace a task's editable fields",
-    responses=problems(*_WRITE_PROBLEMS),
-    openapi_extra=json_request_body(TaskReplace),
+    responses={**_A_TASK_WRITTEN, **problems(*_WRITE_PROBLEMS)},
 )
 async def replace_task(
     request: Request,
@@ -188,15 +186,14 @@ async def replace_task(
     return await run_write(request, command, write.key, _answering(write.task_id))
 
 
-_patch_body = json_body(TaskPatch)
+_patch_body = json_body(TaskPatch, merge_patch=True)
 
 
 @router.patch(
     TASK,
     response_model=TaskOut,
     summary="Change some fields (JSON merge patch, RFC 7396)",
-    responses=problems(*_WRITE_PROBLEMS),
-    openapi_extra=json_request_body(TaskPatch, merge_patch=True),
+    responses={**_A_TASK_WRITTEN, **problems(*_WRITE_PROBLEMS)},
 )
 async def patch_task(
     request: Request,
@@ -240,9 +237,10 @@ def merge_patch_changes(body: TaskPatch) -> TaskChanges:
     return cast(TaskChanges, changes)
 
 
+@reads_body(json_request_body(CompletionSet, required=False))
 async def completion_wanted(request: Request) -> bool | None:
     """No body, or `{}`, toggles; `{"completed": true|false}` sets."""
-    raw = await read_body(request)
+    raw = await read_body(request, services(request).settings.body_timeout)
     if not raw:
         return None
     require_json_content_type(request)
@@ -255,8 +253,7 @@ async def completion_wanted(request: Request) -> bool | None:
     summary="Complete or reopen a task",
     description='No body, or an empty object `{}`, toggles completion. `{"completed": true|false}` '
     "sets it: setting what already holds appends nothing and keeps `version` and `completed_at`.",
-    responses=problems(*_WRITE_PROBLEMS),
-    openapi_extra=json_request_body(CompletionSet, required=False),
+    responses={**_A_TASK_WRITTEN, **problems(*_WRITE_PROBLEMS)},
 )
 async def complete_task(
     request: Request,
@@ -276,7 +273,10 @@ async def complete_task(
     TASK,
     status_code=204,
     summary="Delete a task (its history stays)",
-    responses=problems(401, 403, 404, 409, 412, 422, 503),
+    responses={
+        **answered(204, "Idempotent-Replayed"),
+        **problems(401, 403, 404, 409, 412, 422, 503),
+    },
 )
 async def delete_task(request: Request, write: TaskWriteDep) -> Response:
     command = DeleteTask(
@@ -289,7 +289,7 @@ async def delete_task(request: Request, write: TaskWriteDep) -> Response:
     TASK + "/restore",
     response_model=TaskOut,
     summary="Undo a delete",
-    responses=problems(401, 403, 404, 409, 422, 503),
+    responses={**_A_TASK_WRITTEN, **problems(401, 403, 404, 409, 422, 503)},
 )
 async def restore_task(request: Request, write: UnconditionalTaskWriteDep) -> Response:
     command = RestoreTask(context=write.context, task_id=write.task_id)

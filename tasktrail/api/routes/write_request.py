@@ -11,7 +11,7 @@ lists them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -66,17 +66,6 @@ async def new_task_write(
     return NewTaskWrite(_context(request, principal), parse_key(idempotency_key))
 
 
-async def task_write(
-    request: Request,
-    principal: Authenticated,
-    user_id: str,
-    task_id: str,
-    idempotency_key: KeyHeader = None,
-    if_match: IfMatchHeader = None,
-) -> TaskWrite:
-    return _task_write(request, principal, user_id, task_id, idempotency_key, if_match)
-
-
 async def unconditional_task_write(
     request: Request,
     principal: Authenticated,
@@ -84,24 +73,21 @@ async def unconditional_task_write(
     task_id: str,
     idempotency_key: KeyHeader = None,
 ) -> TaskWrite:
-    """A write on one task that takes no If-Match (restore)."""
-    return _task_write(request, principal, user_id, task_id, idempotency_key, None)
-
-
-def _task_write(
-    request: Request,
-    principal: Principal,
-    user_id: str,
-    task_id: str,
-    idempotency_key: str | None,
-    if_match: str | None,
-) -> TaskWrite:
-    """The checks in the contract's order, each after the one before it has passed."""
+    """A write on one task that takes no If-Match (restore): the checks in the contract's
+    order, each after the one before it has passed."""
     require_own(principal, user_id)  # 403
     refuse_unknown_parameters(request)  # 422
     key = parse_key(idempotency_key)  # 422
     task = parse_task_id(task_id)  # 404
-    return TaskWrite(_context(request, principal), key, task, expected_versions_of(if_match))
+    return TaskWrite(_context(request, principal), key, task, None)
+
+
+async def task_write(
+    write: Annotated[TaskWrite, Depends(unconditional_task_write)],
+    if_match: IfMatchHeader = None,
+) -> TaskWrite:
+    """A write on one task, and the versions its If-Match accepts."""
+    return replace(write, expected_versions=expected_versions_of(if_match))
 
 
 NewTaskWriteDep = Annotated[NewTaskWrite, Depends(new_task_write)]

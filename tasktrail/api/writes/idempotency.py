@@ -16,9 +16,13 @@ from fastapi import Header, Request
 from starlette.responses import Response
 
 from tasktrail.api.contract.problems import Problem
-from tasktrail.storage.port import KeptAnswer, StoredAnswer
+from tasktrail.schema import idempotency_keys
+from tasktrail.storage.port import KEY_LIFETIME, KeptAnswer, StoredAnswer
 
 _REPLAYED_HEADERS = ("content-type", "etag", "location")
+# As long as the table's key column holds.
+KEY_MAX_LENGTH: int = idempotency_keys.c.key.type.length  # type: ignore[attr-defined]
+_KEPT_HOURS = int(KEY_LIFETIME.total_seconds() // 3600)
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +42,8 @@ KeyHeader = Annotated[
     str | None,
     Header(
         alias="Idempotency-Key",
-        description="1 to 255 printable ASCII characters; a retry with the same key, "
-        "method, path and body within 24 h replays the first answer",
+        description=f"1 to {KEY_MAX_LENGTH} printable ASCII characters; a retry with the same "
+        f"key, method, path and body within {_KEPT_HOURS} h replays the first answer",
     ),
 ]
 
@@ -47,8 +51,8 @@ KeyHeader = Annotated[
 def parse_key(key: str | None) -> IdempotencyKey | None:
     if key is None:
         return None
-    if not 1 <= len(key) <= 255:
-        raise _invalid_key("it must be 1 to 255 characters long")
+    if not 1 <= len(key) <= KEY_MAX_LENGTH:
+        raise _invalid_key(f"it must be 1 to {KEY_MAX_LENGTH} characters long")
     if not all(" " <= char <= "~" for char in key):
         raise _invalid_key("it must hold printable ASCII characters only")
     return IdempotencyKey(key)
