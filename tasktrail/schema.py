@@ -31,10 +31,15 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.types import TypeDecorator, UserDefinedType
 
+from tasktrail.domain.state import DESCRIPTION_MAX, PRIORITY_MAX, PRIORITY_MIN, TITLE_MAX
+
 metadata = MetaData()
 
 USER_ID_LENGTH = 128
 HASH_LENGTH = 64
+# A folded copy's room, in characters of the text it folds: str.casefold() turns one character
+# into at most three (U+0390 into three), so four leave a margin.
+FOLDED_ROOM = 4
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -112,17 +117,19 @@ tasks = Table(
     metadata,
     Column("id", Uuid(as_uuid=True), primary_key=True),
     Column("user_id", String(USER_ID_LENGTH), nullable=False),
-    Column("title", String(200), nullable=False),
+    Column("title", String(TITLE_MAX), nullable=False),
     # Case-folded copies, computed by the service with str.casefold() so that both engines sort
     # and search alike (neither engine's lower() folds like Python does).
     # Collated by code point on PostgreSQL too (migration 0004), as SQLite compares text.
     Column(
         "title_folded",
-        String(800).with_variant(String(800, collation="C"), "postgresql"),
+        String(FOLDED_ROOM * TITLE_MAX).with_variant(
+            String(FOLDED_ROOM * TITLE_MAX, collation="C"), "postgresql"
+        ),
         nullable=False,
     ),
-    Column("description", String(1000), nullable=True),
-    Column("description_folded", String(4000), nullable=True),
+    Column("description", String(DESCRIPTION_MAX), nullable=True),
+    Column("description_folded", String(FOLDED_ROOM * DESCRIPTION_MAX), nullable=True),
     Column("completed", Boolean, nullable=False),
     Column("due_at", UTCDateTime, nullable=True),
     Column("priority", SmallInteger, nullable=False),
@@ -139,7 +146,9 @@ tasks = Table(
     # as they are instead of building the task's JSON again for every row.
     Column("body", Text, nullable=False),
     Column("etag", Text, nullable=False),
-    CheckConstraint("priority BETWEEN 0 AND 3", name="ck_tasks_priority"),
+    CheckConstraint(
+        f"priority BETWEEN {PRIORITY_MIN} AND {PRIORITY_MAX}", name="ck_tasks_priority"
+    ),
     Index("ix_tasks_user_created", "user_id", "created_at", "id"),
     Index("ix_tasks_user_updated", "user_id", "updated_at", "id"),
     Index("ix_tasks_user_title", "user_id", "title_folded", "id"),

@@ -3,7 +3,8 @@
 Its fields are declared here, once: each attribute's type carries its `TaskField` (kind,
 nullability, whether it is served, stored with a folded copy, editable, and its default), and
 fields.py derives every list of a task's fields from these annotations, in this order, the order
-of the served document's keys.
+of the served document's keys. The bounds of its values are stated here too, once: the request
+bodies check them (api/contract/schemas.py) and the `tasks` table is sized by them (schema.py).
 """
 
 from __future__ import annotations
@@ -13,6 +14,17 @@ from datetime import datetime
 from typing import Annotated
 
 from tasktrail.domain.field_kinds import Kind, TaskField
+
+# What a task may hold, in characters after trimming: a title 1 to TITLE_MAX, a description up to
+# DESCRIPTION_MAX, each tag 1 to TAG_MAX, and at most TAGS_MAX tags; a priority from PRIORITY_MIN
+# to PRIORITY_MAX. The migrations that made the table state them as they were then; a test holds
+# the migrated table to these (tests/test_task_bounds.py).
+TITLE_MAX = 200
+DESCRIPTION_MAX = 1000
+TAG_MAX = 50
+TAGS_MAX = 20
+PRIORITY_MIN = 0
+PRIORITY_MAX = 3
 
 
 @dataclass(frozen=True, slots=True)

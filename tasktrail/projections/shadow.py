@@ -11,6 +11,7 @@ import orjson
 from sqlalchemy import Connection, Engine, MetaData, Table, select, text
 
 from tasktrail.database import writing
+from tasktrail.domain.fields import ROW_COLUMNS, Kind
 from tasktrail.projections.inline import TASK_COLUMNS
 from tasktrail.projections.row_digest import row_digest, sql_row_digest
 from tasktrail.schema import tasks
@@ -18,7 +19,9 @@ from tasktrail.schema import tasks
 SHADOW = "tasks_shadow"
 RETIRED = "tasks_retired"
 shadow_tasks: Table = tasks.to_metadata(MetaData(), name=SHADOW)
-_JSON_COLUMNS = tuple(TASK_COLUMNS.index(name) for name in ("tags", "tags_folded"))
+# The positions of the columns that hold a list of strings (a list field and its folded copy):
+# COPY sends them as JSON text.
+_JSON_COLUMNS = tuple(index for index, (_, kind) in enumerate(ROW_COLUMNS) if kind is Kind.STRINGS)
 # Built from constants only (no input reaches these): the row digest in SQL, a filter by id.
 SQL_DIGEST = sql_row_digest()
 _AMONG_IDS = " WHERE id = ANY(CAST(:ids AS uuid[]))"
@@ -95,7 +98,6 @@ def write_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
         return
     raw: Any = conn.connection.driver_connection
     dumps = orjson.dumps
-    first_json, second_json = _JSON_COLUMNS
     # The driver's own COPY, in text: every value goes as text, the JSON lists as JSON text.
     with (
         raw.cursor() as cursor,
@@ -103,8 +105,8 @@ def write_rows(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
     ):
         for row in rows:
             values = list(row)
-            values[first_json] = dumps(values[first_json]).decode()
-            values[second_json] = dumps(values[second_json]).decode()
+            for index in _JSON_COLUMNS:
+                values[index] = dumps(values[index]).decode()
             copy.write_row(values)
 
 

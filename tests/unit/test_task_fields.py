@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from sqlalchemy import JSON
 
 from tasktrail.api.contract.schemas import EventOut, TaskCreate, TaskOut, TaskPatch, TaskReplace
 from tasktrail.domain.commands import TaskChanges, TaskFields
@@ -20,6 +21,7 @@ from tasktrail.domain.events import Event
 from tasktrail.domain.fields import (
     EDITABLE_FIELDS,
     ROW_COLUMN_NAMES,
+    ROW_COLUMNS,
     SERVED_FIELDS,
     STATE_FIELDS,
     Kind,
@@ -57,6 +59,14 @@ def test_the_table_has_the_declared_columns_in_order() -> None:
     assert tuple(column.name for column in tasks.c) == ROW_COLUMN_NAMES == TASK_COLUMNS
     for field in STATE_FIELDS:
         assert tasks.c[field.name].nullable == field.nullable, field.name
+
+
+def test_the_json_columns_are_the_list_fields_and_their_folded_copies() -> None:
+    """A rebuild's COPY sends the columns of the list kind as JSON text (projections/shadow.py):
+    they are the table's JSON columns, and the only ones."""
+    json_columns = [column.name for column in tasks.c if isinstance(column.type, JSON)]
+    assert json_columns == [name for name, kind in ROW_COLUMNS if kind is Kind.STRINGS]
+    assert "tags_folded" in json_columns
 
 
 def test_the_bodies_accept_and_ignore_exactly_the_served_fields_a_client_may_not_set() -> None:

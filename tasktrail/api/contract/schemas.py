@@ -24,11 +24,16 @@ from pydantic.json_schema import SkipJsonSchema
 from tasktrail.domain.encoding import RFC3339_PATTERN, parse_timestamp
 from tasktrail.domain.event_record import EVENT_FIELDS
 from tasktrail.domain.fields import SERVED_FIELDS, Kind, TaskField
+from tasktrail.domain.state import (
+    DESCRIPTION_MAX,
+    PRIORITY_MAX,
+    PRIORITY_MIN,
+    TAGS_MAX,
+    TITLE_MAX,
+)
 
-TITLE_MAX = 200
-DESCRIPTION_MAX = 1000
-TAG_MAX = 50
-TAGS_MAX = 20
+# Re-exported: the list's `tag` filter takes a tag of the same length (api/routes/task_list.py).
+from tasktrail.domain.state import TAG_MAX as TAG_MAX
 
 
 def _storable(text: str) -> str:
@@ -126,7 +131,7 @@ Timestamp = Annotated[
         }
     ),
 ]
-Priority = Annotated[int, Field(ge=0, le=3)]
+Priority = Annotated[int, Field(ge=PRIORITY_MIN, le=PRIORITY_MAX)]
 
 
 class _Body(BaseModel):
