@@ -19,7 +19,7 @@ from typing import Any
 import anyio
 import psycopg
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from tasktrail.database import create_database_engine
 from tasktrail.domain.chain import recompute_hash, verify_chain
@@ -36,10 +36,10 @@ from tasktrail.domain.commands import (
 from tasktrail.domain.document import task_document
 from tasktrail.domain.errors import TaskNotFound, VersionConflict
 from tasktrail.domain.events import Event, EventType
-from tasktrail.events.store import event_columns, event_from_row
 from tasktrail.pg_pool import AsyncPool, conninfo_of
-from tasktrail.schema import events, idempotency_keys
+from tasktrail.storage.keys import purge_expired
 from tasktrail.storage.port import (
+    KEY_LIFETIME,
     KeptAnswer,
     KeyClaim,
     KeyInUse,
@@ -54,7 +54,15 @@ from tasktrail.storage.postgres.adapter import PostgresWrites
 from tasktrail.storage.sqlite.adapter import SqliteWrites
 from tests.conftest import new_user_id, service_role_settings
 from tests.test_write_snapshot import row_is_the_replay
-from tests.write_port_helpers import no_key, the_outcome
+from tests.write_port_helpers import (
+    answer_of,
+    kept,
+    keys_of,
+    no_key,
+    stored_events,
+    the_outcome,
+    without_position,
+)
 
 START = datetime(2026, 12, 7, 9, 0, 0, 250000, tzinfo=UTC)
 
@@ -99,17 +107,6 @@ def run(database_url: str, work: Work, clock: SteppingClock | None = None) -> An
     return anyio.run(main)
 
 
-def answer_of(outcome: Outcome) -> KeptAnswer:
-    """An answer as a route makes one: the task's document (or 204 for a task gone)."""
-    if outcome.state is None or outcome.state.deleted:
-        return KeptAnswer(204, {}, b"")
-    return KeptAnswer(200, {"etag": outcome.document.etag}, outcome.document.body.encode())
-
-
-def kept(answer: KeptAnswer) -> KeptAnswer:
-    return answer
-
-
 def context(user_id: str) -> CommandContext:
     return CommandContext(user_id=user_id, actor=user_id, request_id="port-contract")
 
@@ -126,24 +123,6 @@ def rename(user_id: str, task_id: str, title: str, versions: set[int] | None = N
         completed=None,
         expected_versions=None if versions is None else frozenset(versions),
     )
-
-
-def stored_events(engine: Engine, user_id: str) -> list[Event]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(*event_columns()).where(events.c.user_id == user_id).order_by(events.c.seq)
-        )
-        return [event_from_row(row._mapping) for row in rows]
-
-
-def keys_of(engine: Engine, user_id: str) -> int:
-    with engine.connect() as conn:
-        count = conn.scalar(
-            select(func.count())
-            .select_from(idempotency_keys)
-            .where(idempotency_keys.c.user_id == user_id)
-        )
-    return count or 0
 
 
 async def outcome_of(port: WritePort, command: Command) -> Outcome:
@@ -220,29 +199,10 @@ def test_both_adapters_store_the_same_log_for_the_same_writes(
     run(sqlite_url, work)
     run(postgres_url, work)
 
-    on_sqlite = [_without_position(event) for event in stored_events(sqlite_engine, user_id)]
-    on_postgres = [_without_position(event) for event in stored_events(postgres_engine, user_id)]
+    on_sqlite = [without_position(event) for event in stored_events(sqlite_engine, user_id)]
+    on_postgres = [without_position(event) for event in stored_events(postgres_engine, user_id)]
     assert len(on_sqlite) == 5
     assert on_sqlite == on_postgres
-
-
-def _without_position(event: Event) -> tuple[Any, ...]:
-    """An event's fields but its position, which counts every user's events in its database."""
-    return (
-        event.user_id,
-        event.seq,
-        event.task_id,
-        event.version,
-        event.type,
-        event.schema_version,
-        event.data,
-        event.data_hash,
-        event.occurred_at,
-        event.actor,
-        event.request_id,
-        event.prev_hash,
-        event.hash,
-    )
 
 
 RACERS = 12
@@ -431,6 +391,29 @@ def test_a_write_the_task_already_satisfies_appends_nothing(
     assert keys_of(engine, user_id) == 1
 
 
+def test_a_key_on_sqlite_ages_on_the_adapters_clock(sqlite_url: str, sqlite_engine: Engine) -> None:
+    """SQLite stamps a key, expires it at the next claim and sweeps it on the clock its events
+    are stamped with: the same key past its lifetime by that clock writes again; the sweep on
+    that clock takes it."""
+    user_id = new_user_id()
+    claim = KeyClaim("aged", "7" * 64)
+    clock = SteppingClock()
+
+    async def work(port: WritePort) -> list[Any]:
+        written = []
+        for _ in range(2):
+            command = create(user_id, str(uuid.uuid4()))
+            written.append(await port.write(Write(command, claim, answer_of, kept)))
+            clock.now += KEY_LIFETIME  # the key's whole lifetime, by the adapter's clock
+        return written
+
+    assert [type(result).__name__ for result in run(sqlite_url, work, clock)] == ["Written"] * 2
+    assert len(stored_events(sqlite_engine, user_id)) == 2
+    assert keys_of(sqlite_engine, user_id) == 1
+    assert purge_expired(sqlite_engine, clock) >= 1
+    assert keys_of(sqlite_engine, user_id) == 0
+
+
 def test_a_key_still_in_use_past_the_wait_is_refused(
     postgres_url: str, postgres_engine: Engine
 ) -> None:
@@ -479,8 +462,8 @@ def test_the_written_events_are_the_ones_the_log_holds(database_url: str, engine
 
     appended = run(database_url, work)
     stored = stored_events(engine, user_id)
-    assert [_without_position(event) for event in appended] == [
-        _without_position(event) for event in stored
+    assert [without_position(event) for event in appended] == [
+        without_position(event) for event in stored
     ]
     assert [event.seq for event in stored] == [1, 2, 3]
 

@@ -2,14 +2,15 @@
 
     uv run --group bench python -m bench.http.load [--runs 3] [--duration 5] [--workers 1]
 
-Makes a scratch database, starts `tasktrail serve` on it, seeds it through the service's own
-command handler, then runs each scenario at each concurrency (a warm-up, then a measured window)
-with a load client in a separate process, beside reference rows measured the same way: a bare
-FastAPI read of one task (the yardstick every ratio divides by), the same read as a sync route,
-pgbench running the service's create transaction, and an open-loop run (100 users at 1 request
-per second each, then one user alone). Then runs `tasktrail projections verify` and `tasktrail
-audit verify` on what the load left (the exit status is 1 if either fails, or if any request
-failed). Prints a table, writes it as JSON and a chart, stops the servers and drops the database
+Makes a scratch database, starts `tasktrail serve` on it, seeds it through the SQLite adapter's
+transaction body (`handle`, run here on PostgreSQL's tables), then runs each scenario at each
+concurrency (a warm-up, then a measured window) with a load client in a separate process, beside
+reference rows measured the same way: a bare FastAPI read of one task (the yardstick every ratio
+divides by), the same read as a sync route, pgbench writing a create's rows in plain statements
+(not the service's `tasktrail_append` call), and an open-loop run (100 users at 1 request per
+second each, then one user alone). Then runs `tasktrail projections verify` and `tasktrail audit
+verify` on what the load left (the exit status is 1 if either fails, or if any request failed).
+Prints a table, writes it as JSON and a chart, stops the servers and drops the database
 (also on Ctrl-C). See bench/README.md.
 """
 

@@ -1,16 +1,24 @@
-"""pgbench running tasktrail's create transaction: what PostgreSQL alone does with it here.
+"""pgbench writing a create's rows in plain statements: what PostgreSQL alone does with them here.
 
-The script is made at run time from the service's own statements, compiled by SQLAlchemy for
-psycopg exactly as the service sends them (casts included): the stream lock's upsert
+This is not the service's transaction. On PostgreSQL the service's create is one call, in
+autocommit, of the database function `tasktrail_append` (storage/postgres/), which makes the
+same writes in PL/pgSQL, in one round trip, and also checks the task's last version and hashes
+the chain. The script sends those writes as separate statements, the ones the SQLite adapter's
+transaction body (`handle`, storage/sqlite/transaction.py) runs for a create, compiled by
+SQLAlchemy for psycopg (casts included): the stream lock's upsert
 (`events.store.lock_statement`), the event insert of `events.store.append` (its row from
 `event_row`), the projector's upsert of the whole `tasks` row
 (`projections.inline.upsert_statement`) and the stream head's update
-(`events.store.move_head_statement`), between BEGIN and COMMIT. Columns follow `tasktrail.schema`; the values of a new task come from the
-service's own `decide` and projector (`fold`, `task_row`), so a column added to `tasks` is filled
-as the service fills it. Only what differs per transaction is made in SQL: each pgbench client is
-its own user (`pgbench-u<client_id>`: no two clients wait for one stream lock, as in the HTTP
-cells), each task a random uuid, each hash 64 hex digits, each time now(), `seq` the locked
-head's plus one.
+(`events.store.move_head_statement`), between BEGIN and COMMIT. It stays a reference because it
+writes the same rows into the same tables and indexes, one commit per create, at the cells'
+concurrency, with no service, HTTP or Python in the way: the database's own cost of a create's
+rows, which the create row is read against (not a strict ceiling: six round trips where the
+service takes one, and no PL/pgSQL). Columns follow `tasktrail.schema`; the values of a new
+task come from the service's own `decide` and projector (`fold`, `task_row`), so a column added
+to `tasks` is filled as the service fills it. Only what differs per transaction is made in SQL:
+each pgbench client is its own user (`pgbench-u<client_id>`: no two clients wait for one stream
+lock, as in the HTTP cells), each task a random uuid, each hash 64 hex digits, each time now(),
+`seq` the locked head's plus one.
 """
 
 from __future__ import annotations
@@ -155,7 +163,8 @@ def remove_pgbench_rows(conninfo: str) -> int:
 
 
 def create_script() -> str:
-    """The pgbench script of one create, statement for statement the service's."""
+    """The pgbench script of one create: `handle`'s statements for it, compiled for PostgreSQL
+    (the module's docstring says why they are not the service's own call)."""
     event, row = _sample_task()
     lock = _sql(store.lock_statement("postgresql"), {"user_id": _Sql(USER)})
     event_row = store.event_row(event)
@@ -173,8 +182,8 @@ def create_script() -> str:
         "prev_hash": _Sql(":head_hash"),
         "hash": _Sql(HASH),
     }
-    # The service does not ask for the new row back; the script needs the task id and the hash
-    # for the next statements (two short columns more on the wire).
+    # `store.append` does not ask for the new row back; the script needs the task id and the
+    # hash for the next statements (two short columns more on the wire).
     insert_event = _sql(
         events.insert().returning(events.c.task_id, events.c.hash),
         event_values,

@@ -46,7 +46,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "our domain: decide, seal, hash, fold, document",
         (
-            "/tasktrail/commands/decide.py",
+            "/tasktrail/domain/",
             "/tasktrail/events/",
             "/tasktrail/projections/",
         ),

@@ -1,5 +1,8 @@
-"""The load benchmarks' users: their tasks, created through the service's own command handler,
-and their tokens.
+"""The load benchmarks' users: their tasks, created through `handle`, and their tokens.
+
+`handle` (storage/sqlite/transaction.py) is the SQLite adapter's transaction body, which the
+service runs only on SQLite; on PostgreSQL, where the service writes through `tasktrail_append`,
+these benchmarks use it to lay down the same events, chain and task rows on the same tables.
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ def _seed_fields(user_id: str, n: int) -> TaskFields:
 
 
 def seed_tasks(database_url: str, secret: str, user_ids: Sequence[str], tasks_each: int) -> int:
-    """Create tasks through the service's own command handler (events, chain, projection).
+    """Create tasks through `handle`, the SQLite adapter's transaction body (events, chain,
+    projection).
 
     One transaction per user: the handler locks the user's stream per command, which is free
     inside a transaction that already holds it, and one commit per user instead of per task

@@ -1,13 +1,14 @@
 """Tasks for the update scenarios at one user: one with a long history, one fresh.
 
-The long history is written in seconds instead of minutes: the task is created through the
-service's command handler, and its next events are generated with the rebuild benchmark's mix
-(`bench.common.task_mix`: title and priority changes, toggles, deletes and restores, each event
-hashed and chained with `tasktrail.domain.chain`) and loaded with COPY (`bench.common.event_rows`),
-in the same transaction, after which the projector writes the task's row (`fold`, then
-`inline.apply`) and the stream's head moves to the last event: the state the handler would have
-left after as many requests, but the events' times are a minute apart, ending before the
-benchmark sends its first PATCH.
+The long history is written in seconds instead of minutes: the task is created through `handle`
+(storage/sqlite/transaction.py, the SQLite adapter's transaction body, which the service runs
+only on SQLite; here it writes PostgreSQL's same tables), and its next events are generated with
+the rebuild benchmark's mix (`bench.common.task_mix`: title and priority changes, toggles,
+deletes and restores, each event hashed and chained with `tasktrail.domain.chain`) and loaded
+with COPY (`bench.common.event_rows`), in the same transaction, after which the projector writes
+the task's row (`fold`, then `inline.apply`) and the stream's head moves to the last event: the
+state as many writes through `handle` would have left, but the events' times are a minute apart,
+ending before the benchmark sends its first PATCH.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ EVENT_SPACING = timedelta(minutes=1)
 
 
 def create_task(database_url: str, secret: str, user_id: str, title: str) -> str:
-    """One task, created through the command handler now; its id."""
+    """One task, created through `handle` now; its id."""
     engine = create_database_engine(bench_settings(database_url, secret))
     try:
         with write_transaction(engine) as conn:

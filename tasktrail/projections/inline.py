@@ -77,5 +77,7 @@ def _upsert(dialect: str) -> Insert:
 
 
 def upsert_statement(dialect: str) -> Insert:
-    """The projector's upsert (parameters: `task_row`), for the async write path to compile."""
+    """The projector's upsert (parameters: `task_row`), for a caller that compiles it itself:
+    the pgbench benchmark (bench/http/pgbench_create.py) writes it into its script. The service's
+    own writes use `apply`, or on PostgreSQL `tasktrail_append`'s upsert of the row."""
     return _upsert(dialect)

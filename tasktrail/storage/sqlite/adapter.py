@@ -37,7 +37,10 @@ class SqliteWrites:
     def _write(self, write: Write[R]) -> Written[R] | StoredAnswer:
         user_id, claim = write.command.context.user_id, write.claim
         with write_transaction(self._engine) as conn:
-            if claim is not None and (stored := claim_key(conn, user_id, claim)) is not None:
+            if (
+                claim is not None
+                and (stored := claim_key(conn, user_id, claim, self._clock)) is not None
+            ):
                 return stored
             outcome = handle(conn, write.command, self._clock)
             answer = write.respond(outcome)

@@ -3,24 +3,23 @@
 The key is claimed at the start of the write's own transaction and its answer stored in that
 same transaction: a key exists exactly when its write committed. On SQLite the transaction holds
 the database's write lock from its first statement (`BEGIN IMMEDIATE`), so a duplicate waits for
-its first request there, and then finds the key taken. Its age is read on the service's clock,
-the only clock an embedded database has.
+its first request there, and then finds the key taken. The key is stamped and its age read on
+the adapter's clock, the one its events are stamped with (the system's, in the service): an
+embedded database has no clock of its own.
 """
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
 
 from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.dialects import sqlite
 
 from tasktrail.schema import idempotency_keys
-from tasktrail.storage.port import KEY_LIFETIME, KeptAnswer, KeyClaim, StoredAnswer
+from tasktrail.storage.port import KEY_LIFETIME, Clock, KeptAnswer, KeyClaim, StoredAnswer
 
 
-def claim(conn: Connection, user_id: str, key: KeyClaim) -> StoredAnswer | None:
+def claim(conn: Connection, user_id: str, key: KeyClaim, clock: Clock) -> StoredAnswer | None:
     """Insert the key (None), or find it taken and return the answer its first request kept."""
-    now = datetime.now(UTC)
+    now = clock()
     mine = (idempotency_keys.c.user_id == user_id) & (idempotency_keys.c.key == key.key)
     # Expired keys of this user go first, so an old key can be used afresh.
     conn.execute(
