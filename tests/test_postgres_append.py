@@ -46,16 +46,16 @@ from tasktrail.domain.commands import (
     TaskFields,
     UpdateTask,
 )
-from tasktrail.domain.events import Event, EventType
-from tasktrail.events.store import event_columns, event_from_row
+from tasktrail.domain.events import EventType
 from tasktrail.pg_pool import AsyncConnection, conninfo_of
-from tasktrail.schema import events, idempotency_keys
+from tasktrail.schema import idempotency_keys
 from tasktrail.storage.port import KeptAnswer, KeyClaim, Outcome, StoredAnswer
 from tasktrail.storage.postgres import append, decided
 from tasktrail.storage.postgres.append import SnapshotMoved
 from tasktrail.storage.postgres.decided import Decided
 from tests.conftest import Api, auth, live_server, make_settings, new_user_id, service_role_settings
 from tests.test_write_snapshot import row_is_the_replay
+from tests.write_port_helpers import stored_events
 
 # Text that JSON must escape or that UTF-8 writes in several bytes, and text shaped like the
 # slots the template cuts out of the encoding.
@@ -104,14 +104,6 @@ def run_on(conninfo: str, work: Callable[[AsyncConnection], Coroutine[Any, Any, 
 
 def context(user_id: str, request_id: str | None = "req-π") -> CommandContext:
     return CommandContext(user_id=user_id, actor=user_id, request_id=request_id)
-
-
-def user_events(engine: Engine, user_id: str) -> list[Event]:
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(*event_columns()).where(events.c.user_id == user_id).order_by(events.c.seq)
-        )
-        return [event_from_row(row._mapping) for row in rows]
 
 
 def decide_and_apply(conninfo: str, command: Command) -> Outcome:
@@ -172,7 +164,7 @@ def test_postgres_hashes_every_event_type_as_the_service_does(
     ]
     outcomes = [decide_and_apply(conninfo, command) for command in commands]
 
-    stored = user_events(postgres_engine, user_id)
+    stored = stored_events(postgres_engine, user_id)
     assert {event.type for event in stored} == {kind.value for kind in EventType}
     assert [event.seq for event in stored] == list(range(1, 9))
     # What the caller got back is what was stored: linked by the hashes the database returned.
@@ -225,7 +217,7 @@ def test_a_write_whose_task_moved_writes_nothing(
             await append.apply(conn, late, claim, answer)
 
     run_on(conninfo, work)
-    assert [event.version for event in user_events(postgres_engine, user_id)] == [1, 2]
+    assert [event.version for event in stored_events(postgres_engine, user_id)] == [1, 2]
     assert key_count(postgres_engine, user_id) == 0
 
 
@@ -249,7 +241,7 @@ def test_a_write_with_a_clock_behind_the_stream_writes_nothing(
         return on_snapshot
 
     run_on(conninfo, work)
-    assert len(user_events(postgres_engine, user_id)) == 1
+    assert len(stored_events(postgres_engine, user_id)) == 1
 
 
 def test_a_keyed_write_whose_key_is_taken_gets_the_stored_answer(
@@ -275,7 +267,7 @@ def test_a_keyed_write_whose_key_is_taken_gets_the_stored_answer(
         {"etag": '"1"'},
         b'{"first": true}',
     )
-    assert len(user_events(postgres_engine, user_id)) == 1  # the second appended nothing
+    assert len(stored_events(postgres_engine, user_id)) == 1  # the second appended nothing
 
 
 def test_a_retried_keyed_patch_replays_even_once_its_if_match_is_stale(api: Api) -> None:
@@ -323,7 +315,7 @@ def test_concurrent_patches_of_one_task_all_land_in_order(
     with live_server(app) as base_url:
         statuses = asyncio.run(patch_many(base_url))
     assert statuses == [200] * CONCURRENT_PATCHES
-    stored = user_events(postgres_engine, user_id)
+    stored = stored_events(postgres_engine, user_id)
     assert [event.version for event in stored] == list(range(1, CONCURRENT_PATCHES + 2))
     assert all(later.occurred_at >= earlier.occurred_at for earlier, later in pairwise(stored))
     assert verify_chain(stored).ok
