@@ -64,6 +64,9 @@ router = APIRouter(tags=["tasks"], route_class=CompiledRoute)
 
 TASKS = "/api/{user_id}/tasks"
 TASK = "/api/{user_id}/tasks/{task_id}"
+# The statuses of a create and a delete, for their declarations and their answers alike.
+_CREATED = 201
+_DELETED = 204
 _WRITE_PROBLEMS = (401, 403, 404, 408, 409, 412, 413, 415, 422, 503)
 # A write that answers the task it left: its ETag, and whether a key replayed it.
 _A_TASK_WRITTEN = answered(200, "ETag", "Idempotent-Replayed")
@@ -78,11 +81,11 @@ _create_body = json_body(TaskCreate)
 
 @router.post(
     TASKS,
-    status_code=201,
+    status_code=_CREATED,
     response_model=TaskOut,
     summary="Create a task",
     responses={
-        **answered(201, "ETag", "Location", "Idempotent-Replayed"),
+        **answered(_CREATED, "ETag", "Location", "Idempotent-Replayed"),
         **problems(401, 403, 408, 409, 413, 415, 422, 503),
     },
 )
@@ -100,7 +103,7 @@ async def create_task(
 
     def respond(outcome: Outcome) -> Response:
         task = _task_of(outcome.state, command.task_id)
-        return task_response(outcome.document, 201, {"Location": task_location(task)})
+        return task_response(outcome.document, _CREATED, {"Location": task_location(task)})
 
     return await run_write(request, command, write.key, respond)
 
@@ -271,10 +274,10 @@ async def complete_task(
 
 @router.delete(
     TASK,
-    status_code=204,
+    status_code=_DELETED,
     summary="Delete a task (its history stays)",
     responses={
-        **answered(204, "Idempotent-Replayed"),
+        **answered(_DELETED, "Idempotent-Replayed"),
         **problems(401, 403, 404, 409, 412, 422, 503),
     },
 )
@@ -282,7 +285,7 @@ async def delete_task(request: Request, write: TaskWriteDep) -> Response:
     command = DeleteTask(
         context=write.context, task_id=write.task_id, expected_versions=write.expected_versions
     )
-    return await run_write(request, command, write.key, lambda _: Response(status_code=204))
+    return await run_write(request, command, write.key, lambda _: Response(status_code=_DELETED))
 
 
 @router.post(
