@@ -13,7 +13,7 @@ from tasktrail.api.app import create_app
 from tasktrail.domain.events import JsonObject
 from tasktrail.domain.upcasting import registered
 from tasktrail.projections.rebuild import rebuild
-from tasktrail.projections.replay import LoggedChange, logged_changes
+from tasktrail.projections.replay import _POSTGRES_TYPES, LoggedChange, logged_changes
 from tasktrail.projections.verify import diff_read_model
 from tasktrail.schema import events, tasks
 from tests.conftest import Api, make_settings
@@ -80,3 +80,9 @@ def test_verify_and_rebuild_fold_through_an_upcaster_of_the_current_version(
         fresh_engine.dispose()
         assert titles(fresh_engine) == ["Task 0 (v2)", "Task 1 (v2)", "Task 2 (v2)"]
         assert list(diff_read_model(fresh_engine)) == []
+
+
+def test_the_postgres_reader_casts_every_field_of_a_change_in_its_order() -> None:
+    """The bulk reader's query and COPY types are built from one mapping: its columns must be
+    LoggedChange's fields, in their order, or values land in the wrong field."""
+    assert tuple(_POSTGRES_TYPES) == LoggedChange._fields

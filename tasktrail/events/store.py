@@ -24,6 +24,7 @@ from sqlalchemy import (
 from tasktrail.database import dialect_insert
 from tasktrail.domain.chain import GENESIS_HASH, data_hash, recompute_hash
 from tasktrail.domain.event_data import NewEvent
+from tasktrail.domain.event_record import EVENT_FIELD_NAMES
 from tasktrail.domain.events import CURRENT_SCHEMA_VERSION, Event
 from tasktrail.schema import events, user_streams
 
@@ -164,22 +165,10 @@ def lock_statement(dialect: str) -> Insert:
     return _lock_statement(dialect)
 
 
-_EVENT_COLUMNS: tuple[ColumnElement[Any], ...] = (
-    events.c.position,
-    events.c.user_id,
-    events.c.seq,
-    events.c.task_id,
-    events.c.version,
-    events.c.type,
-    events.c.schema_version,
-    events.c.data,
-    events.c.data_hash,
-    events.c.occurred_at,
-    events.c.actor,
-    events.c.request_id,
-    events.c.prev_hash,
-    events.c.hash,
-)
+# An event's fields, in the order the contract serves them, are the `events` columns read.
+_EVENT_COLUMNS: tuple[ColumnElement[Any], ...] = tuple(events.c[name] for name in EVENT_FIELD_NAMES)
+# What is written: every field but the position, which the database gives.
+_WRITTEN_FIELDS = tuple(name for name in EVENT_FIELD_NAMES if name != "position")
 
 
 def event_columns() -> tuple[ColumnElement[Any], ...]:
@@ -188,38 +177,13 @@ def event_columns() -> tuple[ColumnElement[Any], ...]:
 
 
 def event_from_row(mapping: RowMapping | Mapping[str, Any]) -> Event:
-    return Event(
-        position=mapping["position"],
-        user_id=mapping["user_id"],
-        seq=mapping["seq"],
-        task_id=str(mapping["task_id"]),
-        version=mapping["version"],
-        type=mapping["type"],
-        schema_version=mapping["schema_version"],
-        data=mapping["data"],
-        data_hash=mapping["data_hash"],
-        occurred_at=mapping["occurred_at"],
-        actor=mapping["actor"],
-        request_id=mapping["request_id"],
-        prev_hash=mapping["prev_hash"],
-        hash=mapping["hash"],
-    )
+    fields = {name: mapping[name] for name in EVENT_FIELD_NAMES}
+    fields["task_id"] = str(fields["task_id"])  # a UUID on PostgreSQL, text on SQLite
+    return Event(**fields)
 
 
 def event_row(event: Event) -> dict[str, object]:
     """An event as the `events` table takes it (the task id a UUID)."""
-    return {
-        "user_id": event.user_id,
-        "seq": event.seq,
-        "task_id": uuid.UUID(event.task_id),
-        "version": event.version,
-        "type": event.type,
-        "schema_version": event.schema_version,
-        "data": event.data,
-        "data_hash": event.data_hash,
-        "occurred_at": event.occurred_at,
-        "actor": event.actor,
-        "request_id": event.request_id,
-        "prev_hash": event.prev_hash,
-        "hash": event.hash,
-    }
+    row: dict[str, object] = {name: getattr(event, name) for name in _WRITTEN_FIELDS}
+    row["task_id"] = uuid.UUID(event.task_id)
+    return row

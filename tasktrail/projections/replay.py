@@ -24,17 +24,6 @@ from tasktrail.domain.evolve import fold
 from tasktrail.domain.state import TaskState
 from tasktrail.schema import events
 
-# What folding reads of an event; the order is the SELECT's.
-_FOLDED_COLUMNS = ("task_id", "user_id", "seq", "version", "type", "schema_version", "data",
-                   "occurred_at")  # fmt: skip
-# Every column cast to the type COPY's binary format is read as (`_POSTGRES_TYPES`): binary
-# values carry no type, and a smallint read as int4 would be a wrong number, not an error.
-_POSTGRES_QUERY = (
-    "SELECT task_id::text, user_id::text, seq::int8, version::int4, type::text, "
-    "schema_version::int4, data::text, occurred_at::timestamptz "
-    "FROM events {where} ORDER BY events.task_id, events.version"
-)
-_POSTGRES_TYPES = ("text", "text", "int8", "int4", "text", "int4", "text", "timestamptz")
 # A share of the tasks, by the last byte of their id (random in a UUIDv7, and in any other).
 _PART_FILTER = "WHERE get_byte(uuid_send(task_id), 15) % {parts} = {part}"
 
@@ -50,6 +39,26 @@ class LoggedChange(NamedTuple):
     schema_version: int
     data: JsonObject
     occurred_at: datetime
+
+
+# Each of LoggedChange's fields (in its order) as COPY's binary format reads it: binary values
+# carry no type, and a smallint read as int4 would be a wrong number, not an error. The query
+# casts every column to it. tests/test_replay_reader.py holds the keys to LoggedChange.
+_POSTGRES_TYPES = {
+    "task_id": "text",
+    "user_id": "text",
+    "seq": "int8",
+    "version": "int4",
+    "type": "text",
+    "schema_version": "int4",
+    "data": "text",
+    "occurred_at": "timestamptz",
+}
+_CAST_COLUMNS = ", ".join(f"{column}::{kind}" for column, kind in _POSTGRES_TYPES.items())
+_POSTGRES_QUERY = (
+    f"SELECT {_CAST_COLUMNS} FROM events {{where}} "  # noqa: S608 - names of our own, no input
+    "ORDER BY events.task_id, events.version"
+)
 
 
 def replayed_tasks(
@@ -87,17 +96,14 @@ def _postgres_log(conn: Connection, part: tuple[int, int]) -> Iterator[LoggedCha
     k, n = part
     where = "" if n == 1 else _PART_FILTER.format(parts=int(n), part=int(k))
     driver: Any = conn.connection.driver_connection
-    loads = orjson.loads
     with (
         driver.cursor() as cursor,
         cursor.copy(
             f"COPY ({_POSTGRES_QUERY.format(where=where)}) TO STDOUT (FORMAT BINARY)"
         ) as copy,
     ):
-        copy.set_types(_POSTGRES_TYPES)
-        for task_id, user_id, seq, version, kind, schema_version, data, at in copy.rows():
-            yield LoggedChange(task_id, user_id, seq, version, kind, schema_version,
-                               loads(data), at)  # fmt: skip
+        copy.set_types(list(_POSTGRES_TYPES.values()))
+        yield from _from_postgres(copy.rows())
 
 
 def _postgres_changes_of(conn: Connection, task_ids: Sequence[str]) -> Iterator[LoggedChange]:
@@ -106,13 +112,19 @@ def _postgres_changes_of(conn: Connection, task_ids: Sequence[str]) -> Iterator[
         cursor.execute(
             _POSTGRES_QUERY.format(where="WHERE task_id = ANY(%s::uuid[])"), (list(task_ids),)
         )
-        for task_id, user_id, seq, version, kind, schema_version, data, at in cursor:
-            yield LoggedChange(task_id, user_id, seq, version, kind, schema_version,
-                               orjson.loads(data), at)  # fmt: skip
+        yield from _from_postgres(cursor)
+
+
+def _from_postgres(rows: Iterable[tuple[Any, ...]]) -> Iterator[LoggedChange]:
+    """Rows of `_POSTGRES_QUERY` as changes: the data is JSON text, parsed in one C call."""
+    loads = orjson.loads
+    for task_id, user_id, seq, version, kind, schema_version, data, at in rows:
+        yield LoggedChange(task_id, user_id, seq, version, kind, schema_version,
+                           loads(data), at)  # fmt: skip
 
 
 def _portable_changes(conn: Connection, task_ids: Iterable[str] | None) -> Iterator[LoggedChange]:
-    query = select(*(events.c[name] for name in _FOLDED_COLUMNS)).order_by(
+    query = select(*(events.c[name] for name in LoggedChange._fields)).order_by(
         events.c.task_id, events.c.version
     )
     if task_ids is not None:
