@@ -8,6 +8,9 @@ from fastapi import Request
 from tasktrail.api.contract.limits import MAX_BODY_BYTES
 from tasktrail.api.contract.problems import Problem
 
+# Where the body read is kept in the request's state, for the rest of the request.
+_BODY_AS_SENT = "body_as_sent"
+
 
 def _is_json(content_type: str | None) -> bool:
     if content_type is None:
@@ -45,7 +48,13 @@ async def read_body(request: Request, seconds: float) -> bytes:
             headers={"Connection": "close"},
         ) from None
     body = b"".join(chunks)
-    request.state.raw_body = body  # the idempotency fingerprint covers the body as sent
+    request.scope["state"][_BODY_AS_SENT] = body  # the idempotency fingerprint covers it
+    return body
+
+
+def body_as_sent(request: Request) -> bytes:
+    """The body `read_body` read off this request; empty when it read none."""
+    body: bytes = request.scope.get("state", {}).get(_BODY_AS_SENT, b"")
     return body
 
 

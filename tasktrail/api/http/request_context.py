@@ -23,6 +23,12 @@ _SANE_REQUEST_ID = re.compile(rf"^[A-Za-z0-9._-]{{1,{REQUEST_ID_MAX_LENGTH}}}$")
 _log = structlog.get_logger("tasktrail.request")
 
 
+def request_id_of(scope: Scope) -> str:
+    """The id RequestContextMiddleware gave this request."""
+    request_id: str = scope["state"]["request_id"]
+    return request_id
+
+
 def choose_request_id(scope: Scope) -> str:
     """The client's `X-Request-ID` when it is sane, else a new UUID."""
     for name, value in scope.get("headers", ()):

@@ -17,6 +17,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from tasktrail.api.auth.tokens import Principal
+from tasktrail.api.http.request_context import request_id_of
 from tasktrail.api.routes.deps import (
     Authenticated,
     IfMatchHeader,
@@ -51,7 +52,7 @@ def _context(request: Request, principal: Principal) -> CommandContext:
     return CommandContext(
         user_id=principal.user_id,
         actor=principal.user_id,
-        request_id=request.scope["state"]["request_id"],
+        request_id=request_id_of(request.scope),
     )
 
 

@@ -16,6 +16,7 @@ from fastapi import Header, Request
 from starlette.responses import Response
 
 from tasktrail.api.contract.problems import Problem
+from tasktrail.api.http.bodies import body_as_sent
 from tasktrail.schema import idempotency_keys
 from tasktrail.storage.port import KEY_LIFETIME, KeptAnswer, StoredAnswer
 
@@ -59,7 +60,7 @@ def parse_key(key: str | None) -> IdempotencyKey | None:
 
 
 def fingerprint(request: Request) -> str:
-    body: bytes = getattr(request.state, "raw_body", b"")
+    body = body_as_sent(request)
     digest = hashlib.sha256()
     for part in (request.method.encode(), request.url.path.encode(), body):
         digest.update(len(part).to_bytes(8, "big"))
