@@ -20,6 +20,7 @@ from tasktrail.domain.event_record import EVENT_FIELD_NAMES
 from tasktrail.domain.events import Event
 from tasktrail.domain.fields import (
     EDITABLE_FIELDS,
+    EDITABLE_FORMS,
     ROW_COLUMN_NAMES,
     ROW_COLUMNS,
     SERVED_FIELDS,
@@ -150,3 +151,19 @@ def test_the_events_fields_are_declared_once() -> None:
     assert CSV_COLUMNS == EVENT_FIELD_NAMES
     assert tuple(EventOut.model_fields) == EVENT_FIELD_NAMES
     assert set(EVENT_FIELD_NAMES) == {field.name for field in dataclasses.fields(Event)}
+
+
+def test_a_body_that_leaves_a_field_out_gives_it_the_declared_default() -> None:
+    """A create or a PUT without an optional field gives the task the field's declared default
+    (the bodies state their defaults in pydantic's terms: a test holds them to the state's);
+    a merge PATCH can name every editable field."""
+    for model in (TaskCreate, TaskReplace):
+        for forms in EDITABLE_FORMS:
+            field = model.model_fields[forms.name]
+            if forms.name == "title":
+                assert field.is_required(), model
+                continue
+            left_out = field.get_default(call_default_factory=True)
+            declared = next(f for f in EDITABLE_FIELDS if f.name == forms.name).default
+            assert forms.from_body(left_out) == declared, (model, forms.name)
+    assert {forms.name for forms in EDITABLE_FORMS} <= set(TaskPatch.model_fields)
