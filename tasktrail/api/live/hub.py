@@ -30,7 +30,6 @@ extra connection.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import threading
 from collections.abc import Callable, Collection, Coroutine
@@ -52,6 +51,8 @@ FEED_CHANNEL = "tasktrail_feed"
 # a dead peer (a partition, a frozen server) sends no error, only silence.
 LISTEN_CHECK_SECONDS = 30.0
 RECONNECT_PAUSES = (0.5, 1.0, 2.0, 5.0)
+# How long shutdown waits for the hub's own tasks once they are cancelled.
+CLOSE_SECONDS = 5.0
 _log = structlog.get_logger("tasktrail.live_feed")
 
 
@@ -193,13 +194,22 @@ class FeedHub:
                 subscription.close()
 
     async def aclose(self) -> None:
+        """End every stream and the hub's own tasks. Shutdown waits for them at most
+        `CLOSE_SECONDS`: a task that does not end when cancelled (a library that turned the
+        cancellation into an error it retries) is left behind with a warning, not waited for
+        forever."""
         self.stop_streams()
-        for task in (self._task, self._announcing):
-            if _running_here(task):
-                assert task is not None  # noqa: S101 - for mypy: _running_here said so
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        running = [task for task in (self._task, self._announcing) if _running_here(task)]
+        for task in running:
+            assert task is not None  # noqa: S101 - for mypy: _running_here said so
+            task.cancel()
+        if not running:
+            return
+        _, stuck = await asyncio.wait([t for t in running if t is not None], timeout=CLOSE_SECONDS)
+        if stuck:
+            _log.warning(
+                "live feed tasks did not end when cancelled; left behind", tasks=len(stuck)
+            )
 
     async def _watch(self) -> None:
         try:
@@ -211,6 +221,12 @@ class FeedHub:
             # heartbeat reads (see the route) and the next subscription starts a new watcher.
             _log.exception("live feed watcher failed")
             self.wake_all()
+
+
+def _cancelled() -> bool:
+    """Whether the running task has been asked to end, even if the request was swallowed."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def _running_here(task: asyncio.Task[None] | None) -> bool:
@@ -254,6 +270,10 @@ def postgres_listener(conninfo: str, connect_timeout: int) -> Watcher:
                     hub.wake_all()  # what committed while no one listened is read now
                     await _relay(conn, hub, connect_timeout)
             except (psycopg.Error, TimeoutError) as error:
+                if _cancelled():
+                    # A cancellation that arrived with the error (a timeout firing at the same
+                    # moment, a query cancelled by the driver) is the hub closing: end.
+                    raise asyncio.CancelledError from error
                 failures += 1
                 _log.warning("live feed lost its connection; retrying", error=str(error).strip())
                 await asyncio.sleep(RECONNECT_PAUSES[min(failures, len(RECONNECT_PAUSES)) - 1])
